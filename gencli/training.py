@@ -1,0 +1,148 @@
+"""The training loop shared by every family, with seeding, device choice and progress reporting.
+
+A family contributes a *task* object (see `Task`): its networks and optimizers, the batches of an
+epoch, one `train_step`, and `end_epoch` (evaluation and figures). The loop here owns everything
+else: resume, metrics.jsonl, loss.png, atomic checkpoints after every epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, save_model, save_resume
+from gencli.errors import GencliError
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA when present, else the CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GencliError("--device cuda was asked for, but no CUDA GPU is available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise GencliError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+class Task(Protocol):
+    family: str
+    config: Any
+    seed: int
+    curves: tuple[str, ...]  # metric keys drawn in loss.png
+
+    def epoch_batches(self, epoch: int) -> list: ...
+    def train_step(self, batch) -> dict[str, float]: ...
+    def end_epoch(self, epoch: int, run_dir: Path, final: bool) -> dict[str, float]: ...
+    def networks(self) -> dict[str, nn.Module]: ...
+    def optimizers(self) -> dict[str, Any]: ...
+    def export(self) -> tuple[nn.Module, dict]: ...
+
+
+class Progress:
+    """Hooks the loop calls; the CLI renders them with rich, the library default is silent."""
+
+    def start(self, first_epoch: int, epochs: int) -> None: ...
+    def epoch_start(self, epoch: int, steps: int) -> None: ...
+    def step(self, step: int, logs: dict[str, float], images: int) -> None: ...
+    def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+    def stop(self) -> None: ...
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    (Path(run_dir) / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def training_state(task: Task, epoch: int) -> dict:
+    return {
+        "epoch": epoch,
+        "networks": {k: m.state_dict() for k, m in task.networks().items()},
+        "optimizers": {k: o.state_dict() for k, o in task.optimizers().items()},
+        "rng": torch.get_rng_state(),
+        "extra": json.dumps(task.export()[1]),
+    }
+
+
+def restore_state(task: Task, state: dict) -> int:
+    for k, m in task.networks().items():
+        m.load_state_dict(state["networks"][k])
+    for k, o in task.optimizers().items():
+        o.load_state_dict(state["optimizers"][k])
+    torch.set_rng_state(state["rng"])
+    if hasattr(task, "extra"):
+        task.extra = json.loads(state["extra"])
+    return int(state["epoch"])
+
+
+def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_every: int = 10,
+        progress: Progress | None = None) -> Path:
+    """Train `task` up to `epochs` (counting epochs already done when resuming); returns the checkpoint path.
+
+    After every epoch: one line in metrics.jsonl, model.safetensors and resume.pt (both atomic), so an
+    interrupted run loses at most the epoch in progress.
+    """
+    from gencli.images import plot_curves
+
+    progress = progress or Progress()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done = 0
+    if resume:
+        done = restore_state(task, load_resume(run_dir / RESUME_FILE))
+        # Drop metrics of an epoch that was interrupted after its line was written.
+        _write_metrics(run_dir, [r for r in read_metrics(run_dir) if r["epoch"] <= done])
+    elif (run_dir / METRICS_FILE).exists():
+        (run_dir / METRICS_FILE).unlink()
+
+    progress.start(done + 1, epochs)
+    try:
+        for epoch in range(done + 1, epochs + 1):
+            # --- one pass over the training data ---
+            batches = task.epoch_batches(epoch)
+            progress.epoch_start(epoch, len(batches))
+            sums: dict[str, float] = {}
+            t0 = time.perf_counter()
+            for step, batch in enumerate(batches, 1):
+                logs = task.train_step(batch)
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                progress.step(step, logs, len(batch) if hasattr(batch, "__len__") else 1)
+            seconds = time.perf_counter() - t0
+            metrics = {"epoch": epoch, **{f"train_{k}": v / max(len(batches), 1) for k, v in sums.items()}}
+
+            # --- evaluation, figures and checkpoints ---
+            final = epoch == epochs
+            metrics.update(task.end_epoch(epoch, run_dir, final))
+            metrics["seconds"] = round(seconds, 3)
+            with open(run_dir / METRICS_FILE, "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            if final or epoch % plot_every == 0:
+                plot_curves(read_metrics(run_dir), task.curves, run_dir / "loss.png", title=task.family)
+            model, extra = task.export()
+            save_model(run_dir / MODEL_FILE, task.family, model, task.config, epoch=epoch, seed=task.seed,
+                       extra=extra)
+            save_resume(run_dir / RESUME_FILE, training_state(task, epoch))
+            progress.epoch_end(epoch, metrics)
+    finally:
+        progress.stop()
+    return run_dir / MODEL_FILE
