@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 train_app = typer.Typer(help="Train a model family; see `gencli train FAMILY --help`.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+import_app = typer.Typer(help="Convert published weights into a gencli checkpoint.", no_args_is_help=True)
+app.add_typer(import_app, name="import-weights")
 
 console = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
@@ -274,6 +276,10 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="A gencli .safetensors 
     from gencli.checkpoint import read_metadata
 
     stdout.print(json.dumps(read_metadata(checkpoint), indent=2), markup=False)
+
+
+# Commands of the other families live beside this file; importing them registers them on `app`.
+from gencli import cli_cyclegan, cli_stylegan  # noqa: E402,F401
 
 
 def main() -> None:

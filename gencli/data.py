@@ -142,3 +142,74 @@ def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int, *, rank: in
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
     return batches
+
+
+# --- image folders ---------------------------------------------------------------------------------
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def resolve_data_path(name_or_dir: str | Path, data_dir: str | Path | None = None) -> Path:
+    """`--data NAME|DIR`: an existing folder as given, else NAME inside the data directory."""
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir():
+        return path
+    candidate = data_root(data_dir) / str(name_or_dir)
+    if candidate.is_dir():
+        return candidate
+    raise GencliError(f"no data folder {name_or_dir!r}: not a folder, and not found in {data_root(data_dir)}")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in `folder`, sorted by name; an error when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GencliError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise GencliError(f"no image files in {folder}")
+    return files
+
+
+def open_rgb(path: Path):
+    """A PIL image in RGB with its EXIF rotation applied (grey, RGBA and palette images converted)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+                # Composite transparency onto white rather than letting it turn black.
+                im = im.convert("RGBA")
+                background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(background, im)
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise GencliError(f"cannot read image {path}: {e.__class__.__name__}") from None
+
+
+def load_image_tensor(paths: list[Path], size: int, *, on_skip=None) -> torch.Tensor:
+    """Images resized (short side to `size`, centre crop) into one uint8 tensor (N, 3, size, size).
+
+    Unreadable files are skipped and reported through `on_skip(path, message)`; none readable is an error.
+    """
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for path in paths:
+        try:
+            im = open_rgb(path)
+        except GencliError as e:
+            if on_skip:
+                on_skip(path, str(e))
+            continue
+        w, h = im.size
+        scale = size / min(w, h)
+        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        left, top = (im.width - size) // 2, (im.height - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+        out.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
+    if not out:
+        raise GencliError(f"none of the {len(paths)} files could be read as images")
+    return torch.stack(out)

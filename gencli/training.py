@@ -44,7 +44,7 @@ class Task(Protocol):
     seed: int
     curves: tuple[str, ...]  # metric keys drawn in loss.png
 
-    def epoch_batches(self, epoch: int) -> list: ...
+    def epoch_batches(self, epoch: int) -> list: ...  # index tensors, or tuples of them
     def train_step(self, batch) -> dict[str, float]: ...
     def end_epoch(self, epoch: int, run_dir: Path, final: bool) -> dict[str, float]: ...
     def networks(self) -> dict[str, nn.Module]: ...
@@ -60,6 +60,11 @@ class Progress:
     def step(self, step: int, logs: dict[str, float], images: int) -> None: ...
     def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
     def stop(self) -> None: ...
+
+
+def batch_images(batch) -> int:
+    """Images in a batch: an index tensor, or a tuple of them (one per domain) counted by the first."""
+    return len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -126,7 +131,7 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
                 logs = task.train_step(batch)
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
-                progress.step(step, logs, len(batch) if hasattr(batch, "__len__") else 1)
+                progress.step(step, logs, batch_images(batch))
             seconds = time.perf_counter() - t0
             metrics = {"epoch": epoch, **{f"train_{k}": v / max(len(batches), 1) for k, v in sums.items()}}
 

@@ -1,0 +1,1 @@
+"""CLI commands of the stylegan family (registered on the apps of gencli.cli)."""
