@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from gencli import distributed
 from gencli.checkpoint import MODEL_FILE, load_model
 from gencli.errors import GencliError
 from gencli.images import check_writable, save_grid
@@ -114,9 +115,12 @@ def prepare_run_dir(name: str, out: str | Path | None, resume: bool, overwrite: 
 def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path | None = None,
               out: str | Path | None = None, epochs: int = 50, batch_size: int = 128, lr: float = 1e-3,
               latent_dim: int = 2, hidden: tuple[int, ...] = (512, 256), seed: int = 0,
-              device: str = "auto", resume: bool = False, overwrite: bool = False,
+              lr_schedule: str = "cosine", device: str = "auto", resume: bool = False, overwrite: bool = False,
               progress: Progress | None = None) -> Path:
-    """Train a vae or cvae; returns the path of model.safetensors in the run directory."""
+    """Train a vae or cvae; returns the path of model.safetensors in the run directory.
+
+    lr_schedule: "cosine" (from lr down to lr/100 over the epochs) or "constant".
+    """
     from gencli.checkpoint import read_metadata
     from gencli.data import load_idx_dataset
     from gencli.models.vae import VAETask
@@ -125,6 +129,8 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
     _check_positive(epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim)
     if not hidden or any(h <= 0 for h in hidden):
         raise GencliError(f"--hidden must be positive widths such as 512,256, got {hidden}")
+    if lr_schedule not in ("cosine", "constant"):
+        raise GencliError(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
     run_dir = prepare_run_dir(family, out, resume, overwrite)
     config = spec.default_config(latent_dim=latent_dim, hidden=tuple(hidden))
     if resume:  # the architecture comes from the run being resumed, not from the flags
@@ -133,28 +139,46 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
             raise GencliError(f"{run_dir} holds a {meta['family']} run, not {family}")
         config = spec.config_from_dict(meta["config"])
         seed = meta["seed"]
-    dev = resolve_device(device)
+    dev = distributed.init(resolve_device(device))
+    w = distributed.world()
     seed_everything(seed)
     train_set, test_set = load_idx_dataset(dataset, data_dir)
     task = VAETask(family, config, train_set, test_set, dataset=dataset, lr=lr, batch_size=batch_size,
-                   seed=seed, device=dev)
-    options = {"family": family, "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-               "seed": seed, "device": str(dev), "config": asdict(config)}
-    (run_dir / "options.json").write_text(json.dumps(options, indent=2) + "\n")
+                   seed=seed, device=dev, epochs=epochs, lr_schedule=lr_schedule)
+    options = {"family": family, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
+               "processes": w.world_size, "global_batch_size": batch_size * w.world_size, "lr": lr,
+               "lr_schedule": lr_schedule, "seed": seed, "device": str(dev), "config": asdict(config)}
+    if w.is_main:
+        (run_dir / "options.json").write_text(json.dumps(options, indent=2) + "\n")
     return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress)
 
 
 # --- using a trained VAE -------------------------------------------------------------------------------
 
 def sample(family: str | None = None, *, checkpoint: str | Path | None = None, seeds: list[int] | None = None,
-           label: int | None = None, nrow: int = 8, out: str | Path, device: str = "cpu") -> Path:
+           label: int | None = None, nrow: int = 8, out: str | Path, device: str = "cpu",
+           truncation: float | None = None) -> Path:
     """Prior samples, one image per seed, as one PNG grid. A cvae without `label` draws one digit per
-    row (0-9 in turn; by default ten rows)."""
+    row (0-9 in turn; by default ten rows). A stylegan uses the truncation trick (default 0.7; 1 turns
+    it off) and draws each image's z and noise from its own seed."""
     from gencli.models.vae import prior_samples
 
     out = check_writable(Path(out))
     _check_positive(nrow=nrow)
+    if truncation is not None and not 0 <= truncation <= 1:
+        raise GencliError(f"--truncation must be between 0 and 1 (1 disables it), got {truncation}")
     model, meta = open_model("sample", family, checkpoint, device)
+    if meta["family"] == "stylegan":
+        from gencli.models.stylegan import generate
+
+        if label is not None:
+            raise GencliError("--label needs a conditional model (cvae); stylegan models ignore labels")
+        seeds = list(range(64)) if seeds is None else seeds
+        if not seeds:
+            raise GencliError("no seeds to sample")
+        return save_grid(generate(model, seeds, 0.7 if truncation is None else truncation), out, nrow=nrow)
+    if truncation is not None:
+        raise GencliError(f"--truncation applies to stylegan models only, not {meta['family']}")
     _check_label(model, label)
     classes = model.config.num_classes
     if seeds is None:

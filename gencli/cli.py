@@ -5,6 +5,7 @@ torch is imported inside the commands, never at module load, so `gencli --help` 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -127,6 +128,30 @@ def rich_progress():
     return RichProgress()
 
 
+@contextlib.contextmanager
+def distributed_job(batch_size: int):
+    """Around a training command: under torchrun, say (once) how the batch is split, and leave the
+    process group when done."""
+    from gencli import distributed
+
+    w = distributed.world()
+    if w.distributed and w.is_main:
+        console.print(f"torchrun: {w.world_size} processes x batch {batch_size} = global batch "
+                      f"{w.world_size * batch_size}", markup=False)
+    try:
+        yield
+    finally:
+        distributed.shutdown()
+
+
+def report(message: str) -> None:
+    """A result line on stdout, from rank 0 alone under torchrun."""
+    from gencli import distributed
+
+    if distributed.world().is_main:
+        stdout.print(message, markup=False)
+
+
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(","))
@@ -144,6 +169,7 @@ def train_vae(
     epochs: Annotated[int, typer.Option(help="Epochs to train (in all, when resuming).")] = 50,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    lr_schedule: Annotated[str, typer.Option(help="cosine (lr down to lr/100 over the run) or constant.")] = "cosine",
     latent_dim: Annotated[int, typer.Option(help="Size of the latent code; 2 can be plotted.")] = 2,
     hidden: Annotated[str, typer.Option(help="Encoder widths, comma-separated; the decoder mirrors them.")] = "512,256",
     dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist.")] = "mnist",
@@ -158,10 +184,12 @@ def train_vae(
     from gencli import api
 
     family = ctx.info_name
-    path = api.train_vae(family, dataset=dataset, data_dir=data_dir, out=out, epochs=epochs, batch_size=batch_size,
-                         lr=lr, latent_dim=latent_dim, hidden=parse_ints(hidden, "--hidden"), seed=seed,
-                         device=device.value, resume=resume, overwrite=overwrite, progress=rich_progress())
-    stdout.print(f"Model written to {path}", markup=False)
+    with distributed_job(batch_size):
+        path = api.train_vae(family, dataset=dataset, data_dir=data_dir, out=out, epochs=epochs,
+                             batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, latent_dim=latent_dim,
+                             hidden=parse_ints(hidden, "--hidden"), seed=seed, device=device.value, resume=resume,
+                             overwrite=overwrite, progress=rich_progress())
+        report(f"Model written to {path}")
 
 
 # --- using a model ------------------------------------------------------------------------------------
@@ -169,12 +197,13 @@ def train_vae(
 @app.command()
 @fails_cleanly
 def sample(
-    family: Annotated[Optional[str], typer.Argument(help="vae or cvae (default: from --checkpoint).")] = None,
+    family: Annotated[Optional[str], typer.Argument(help="vae, cvae or stylegan (default: from --checkpoint).")] = None,
     n: Annotated[Optional[int], typer.Option("-n", help="Number of images (default 64; cvae: 10 rows).")] = None,
     nrow: Annotated[int, typer.Option(help="Images per row.")] = 8,
     seed: Annotated[int, typer.Option(help="First seed; image i uses seed+i.")] = 0,
     seeds: Annotated[Optional[str], typer.Option(help="Explicit seeds, e.g. 0-63 or 1,5,9 (overrides -n/--seed).")] = None,
     label: LabelOpt = None,
+    truncation: Annotated[Optional[float], typer.Option(help="stylegan only: truncation psi in [0, 1] (default 0.7; 1 disables it).")] = None,
     checkpoint: CheckpointOpt = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG file to write.")] = None,
     device: DeviceOpt = DeviceName.cpu,
@@ -194,7 +223,7 @@ def sample(
         seed_list = None
     out = output or Path(f"{family or 'model'}_samples.png")
     path = api.sample(family, checkpoint=checkpoint, seeds=seed_list, label=label, nrow=nrow, out=out,
-                      device=device.value)
+                      device=device.value, truncation=truncation)
     stdout.print(f"Samples written to {path}", markup=False)
 
 

@@ -1,1 +1,195 @@
-"""CLI commands of the cyclegan family (registered on the apps of gencli.cli)."""
+"""CLI commands of the cyclegan family (registered on the apps of gencli.cli): `train cyclegan`,
+`translate`, `download`, `download-weights` and `import-weights cyclegan`. They parse, call
+gencli.models.cyclegan / gencli.download, and print; torch is imported inside the commands."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gencli.cli import (DataDirOpt, DeviceName, DeviceOpt, app, console, fails_cleanly, import_app, rich_progress,
+                        stdout, train_app)
+
+
+class Direction(str, Enum):
+    a2b = "a2b"
+    b2a = "b2a"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class TrainPrecision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class GanMode(str, Enum):
+    lsgan = "lsgan"
+    vanilla = "vanilla"
+
+
+BaseUrlOpt = Annotated[Optional[str], typer.Option(help="Mirror to download from instead of the official server (http, https or file URL of the folder).")]
+
+
+def warn_skipped(path: Path, message: str) -> None:
+    console.print(f"Warning: {message}; skipped", markup=False, soft_wrap=True)
+
+
+def download_bar(what: str):
+    """A rich progress bar for byte downloads; returns (callback, stop)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    bar = Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                   console=console, transient=True)
+    task = bar.add_task(what, total=None)
+    bar.start()
+
+    def update(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return update, bar.stop
+
+
+# --- train ---------------------------------------------------------------------------------------------
+
+@train_app.command("cyclegan")
+@fails_cleanly
+def train_cyclegan(
+    data: Annotated[str, typer.Option(help="Data set name in the data directory (e.g. monet2photo) or a folder holding trainA, trainB (testA, testB).")] = "monet2photo",
+    data_dir: DataDirOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<data set name>).")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs in all (also when resuming): constant LR for the first half, then linear decay to 0.")] = 200,
+    image_size: Annotated[int, typer.Option(help="Training crop in pixels (images are resized to 1.12x, then cropped); 128 or 64 for CPU runs.")] = 256,
+    max_images: Annotated[Optional[int], typer.Option(help="Train on a random subset of at most N images per domain.")] = None,
+    ngf: Annotated[int, typer.Option(help="Generator width (channels of the first conv).")] = 64,
+    n_blocks: Annotated[Optional[int], typer.Option(help="Residual blocks in each generator (default: 9 at 256 px and above, else 6).")] = None,
+    ndf: Annotated[int, typer.Option(help="Discriminator width (channels of the first conv).")] = 64,
+    gan_mode: Annotated[GanMode, typer.Option(help="Adversarial loss: least squares or the original sigmoid cross-entropy.")] = GanMode.lsgan,
+    lambda_cycle: Annotated[float, typer.Option(help="Weight of the cycle-consistency L1 losses.")] = 10.0,
+    lambda_identity: Annotated[float, typer.Option(help="Identity L1 weight as a fraction of --lambda-cycle (0 disables it).")] = 0.5,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (betas 0.5, 0.999).")] = 2e-4,
+    batch_size: Annotated[int, typer.Option(help="Images per domain per step.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: DeviceOpt = DeviceName.auto,
+    precision: Annotated[TrainPrecision, typer.Option(help="fp32, or bf16 autocast (CPU or recent GPUs).")] = TrainPrecision.fp32,
+    channels_last: Annotated[bool, typer.Option(help="Use the channels-last memory format.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in the run directory.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start again even if the run directory holds a model.")] = False,
+) -> None:
+    """Train a CycleGAN (two generators, two PatchGAN discriminators) on two unpaired image folders."""
+    from gencli.models.cyclegan import train
+
+    blocks = n_blocks if n_blocks is not None else (9 if image_size >= 256 else 6)
+    path = train(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf, n_blocks=blocks,
+                 ndf=ndf, gan_mode=gan_mode.value, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity, lr=lr,
+                 batch_size=batch_size, max_images=max_images, seed=seed, device=device.value,
+                 precision=precision.value, channels_last=channels_last, resume=resume, overwrite=overwrite,
+                 progress=rich_progress(), on_skip=warn_skipped)
+    stdout.print(f"Model written to {path}", markup=False)
+
+
+# --- translate --------------------------------------------------------------------------------------------
+
+@app.command()
+@fails_cleanly
+def translate(
+    model: Annotated[str, typer.Argument(help="Model name (runs/NAME, an imported or a bundled model) or a checkpoint file.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file for one image, else a folder (default: ./STEM_DIRECTION.png or ./FOLDER_DIRECTION/).")] = None,
+    direction: Annotated[Direction, typer.Option(help="a2b (e.g. monet2photo: painting to photo) or b2a.")] = Direction.a2b,
+    size: Annotated[Optional[int], typer.Option(help="Resize the short side to N pixels first (default: keep the size).")] = None,
+    tile: Annotated[int, typer.Option(help="Tile size for images above 1024x1024 pixels (bounds memory).")] = 512,
+    precision: Annotated[Precision, typer.Option(help="fp32, or bf16 (CPU or CUDA) / fp16 (CUDA) autocast.")] = Precision.fp32,
+    device: DeviceOpt = DeviceName.auto,
+) -> None:
+    """Translate images of any size with a CycleGAN generator; the output keeps the input's size."""
+    from gencli.models.cyclegan import translate_files
+
+    paths = translate_files(model, inputs, out=output, direction=direction.value, size=size, device=device.value,
+                            precision=precision.value, tile=tile, on_skip=warn_skipped)
+    where = paths[0] if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} images)"
+    stdout.print(f"Translated ({direction.value}) image{'s' if len(paths) > 1 else ''} written to {where}", markup=False)
+
+
+# --- data and weights --------------------------------------------------------------------------------------
+
+@app.command()
+@fails_cleanly
+def download(
+    name: Annotated[str, typer.Argument(help="Official CycleGAN data set, e.g. monet2photo, horse2zebra, apple2orange.")],
+    data_dir: DataDirOpt = None,
+    base_url: BaseUrlOpt = None,
+    md5: Annotated[Optional[str], typer.Option(help="Expected md5 of the zip, checked before unpacking.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace the data set if it is already there.")] = False,
+) -> None:
+    """Download, verify and unpack an official CycleGAN data set into the data directory."""
+    from gencli.data import data_root
+    from gencli.download import download_dataset
+
+    update, stop = download_bar(f"{name}.zip")
+    try:
+        folder = download_dataset(name, data_root(data_dir), base_url=base_url, md5=md5, force=force, progress=update)
+    finally:
+        stop()
+    stdout.print(f"{name} unpacked into {folder}; train with: gencli train cyclegan --data {folder}", markup=False)
+
+
+@app.command("download-weights")
+@fails_cleanly
+def download_weights(
+    name: Annotated[str, typer.Argument(help="Official pretrained generator: monet2photo (Monet to photo), style_monet (photo to Monet), horse2zebra, ...")],
+    as_name: Annotated[Optional[str], typer.Option("--name", help="Model name to store it under (default: its data set, e.g. style_monet -> monet2photo).")] = None,
+    direction: Annotated[Optional[Direction], typer.Option(help="Direction it translates in that model (default: from the official name).")] = None,
+    base_url: BaseUrlOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace that direction if it was imported before.")] = False,
+) -> None:
+    """Download an official pretrained CycleGAN generator and import it (see `import-weights cyclegan`).
+
+    Files come from http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/NAME.pth. Each holds one
+    direction; `monet2photo` then `style_monet` make one two-way monet2photo model.
+    """
+    import tempfile
+
+    from gencli.download import WEIGHTS, download_weights as fetch_weights
+    from gencli.models.cyclegan import import_official
+
+    default_name, default_direction = WEIGHTS.get(name, (name, "a2b"))
+    with tempfile.TemporaryDirectory(prefix="gencli-") as tmp:
+        update, stop = download_bar(f"{name}.pth")
+        try:
+            pth = fetch_weights(name, Path(tmp), base_url=base_url, progress=update)
+        finally:
+            stop()
+        path = import_official(pth, name=as_name or default_name,
+                               direction=direction.value if direction else default_direction, overwrite=overwrite)
+    model_name = as_name or default_name
+    stdout.print(f"Imported {name} as {model_name} ({direction.value if direction else default_direction}) into {path}; "
+                 f"use: gencli translate {model_name} IMAGE", markup=False)
+
+
+@import_app.command("cyclegan")
+@fails_cleanly
+def import_cyclegan(
+    file: Annotated[Path, typer.Argument(help="Generator .pth saved by junyanz/pytorch-CycleGAN-and-pix2pix (e.g. latest_net_G_A.pth).")],
+    name: Annotated[Optional[str], typer.Option(help="Model name for `gencli translate NAME` (default: the file's stem).")] = None,
+    direction: Annotated[Direction, typer.Option(help="What the generator does: a2b, or b2a (e.g. style_monet is monet2photo's b2a).")] = Direction.a2b,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Checkpoint to write (default: the per-user models folder, NAME.safetensors).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model or direction.")] = False,
+) -> None:
+    """Convert an official CycleGAN generator into a gencli checkpoint (loaded with weights_only=True).
+
+    Official files: http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/NAME.pth, e.g.
+    monet2photo (Monet to photo) and style_monet (photo to Monet); `gencli download-weights NAME` fetches
+    and imports them. Importing the other direction under the same --name completes a two-way model.
+    """
+    from gencli.models.cyclegan import import_official
+
+    path = import_official(file, name=name, direction=direction.value, out=out, overwrite=overwrite)
+    stdout.print(f"Imported {file} ({direction.value}) into {path}", markup=False)

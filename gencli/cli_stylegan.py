@@ -1,1 +1,120 @@
-"""CLI commands of the stylegan family (registered on the apps of gencli.cli)."""
+"""CLI commands of the stylegan family (registered on the apps of gencli.cli).
+
+torch and the model module are imported inside the commands, so `gencli --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gencli.cli import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, app, console, fails_cleanly, import_app,
+                        parse_ints, rich_progress, stdout, train_app)
+
+TruncationOpt = Annotated[float, typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it.")]
+NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise, the same for every image.")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG file to write.")]
+
+
+@train_app.command("stylegan")
+@fails_cleanly
+def train_stylegan(
+    data: Annotated[str, typer.Option(help="mnist, fashion-mnist (padded to 32 px), or a folder of images.")] = "mnist",
+    data_dir: DataDirOpt = None,
+    kimg: Annotated[Optional[float], typer.Option(help="Thousands of training images in all (default 100).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Or: ticks to train in all (each --tick-kimg images).")] = None,
+    tick_kimg: Annotated[float, typer.Option(help="Thousands of images per tick: metrics, sample grid, checkpoint.")] = 4.0,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
+    resolution: Annotated[Optional[int], typer.Option(help="Image size, a power of two (default 32).")] = None,
+    widths: Annotated[Optional[str], typer.Option(help="Channels at 4, 8, ..., RES px, e.g. 128,128,64,32 (default: by resolution).")] = None,
+    z_dim: Annotated[Optional[int], typer.Option(help="Size of z (default 128).")] = None,
+    w_dim: Annotated[Optional[int], typer.Option(help="Size of w (default 128).")] = None,
+    mapping_layers: Annotated[Optional[int], typer.Option(help="Layers of the mapping network (default 8).")] = None,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (the paper's at 32 px; mapping network x0.01).")] = 0.001,
+    r1_gamma: Annotated[Optional[float], typer.Option(help="R1 weight gamma (default 0.0002 res^2 / batch).")] = None,
+    r1_every: Annotated[int, typer.Option(help="Lazy regularization: R1 every this many steps.")] = 16,
+    mixing_prob: Annotated[float, typer.Option(help="Probability of style-mixing regularization.")] = 0.9,
+    ema_kimg: Annotated[float, typer.Option(help="Half-life of the generator's moving average, in thousands of images.")] = 10.0,
+    mirror: Annotated[Optional[bool], typer.Option("--mirror/--no-mirror", help="Random x-flips (default: on for folders, off for digits).")] = None,
+    init_from: Annotated[Optional[Path], typer.Option(help="Transfer learning: start from this stylegan run's G, D and EMA.")] = None,
+    freeze_mapping: Annotated[bool, typer.Option(help="Keep the mapping network fixed (with --init-from).")] = False,
+    freeze_d: Annotated[int, typer.Option(help="Freeze-D: keep D's first N blocks (and from-RGB) fixed.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/stylegan).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: DeviceOpt = DeviceName.auto,
+    resume: Annotated[bool, typer.Option(help="Continue the run in the run directory (its options are kept).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start again even if the run directory holds a model.")] = False,
+) -> None:
+    """Train a StyleGAN (Karras et al. 2019) on digits or a folder of images; --init-from fine-tunes one."""
+    from gencli.models import stylegan
+
+    def skipped(path, message):
+        console.print(f"Warning: skipped {message}", markup=False, soft_wrap=True)
+
+    path = stylegan.train(
+        data=data, data_dir=data_dir, out=out, resolution=resolution,
+        widths=parse_ints(widths, "--widths") if widths else None, z_dim=z_dim, w_dim=w_dim,
+        mapping_layers=mapping_layers, batch_size=batch_size, lr=lr, r1_gamma=r1_gamma, r1_every=r1_every,
+        mixing_prob=mixing_prob, ema_kimg=ema_kimg, kimg=kimg, epochs=epochs, tick_kimg=tick_kimg, mirror=mirror,
+        init_from=init_from, freeze_mapping=freeze_mapping, freeze_d=freeze_d, seed=seed, device=device.value,
+        resume=resume, overwrite=overwrite, progress=rich_progress(), on_skip=skipped)
+    stdout.print(f"Model written to {path}", markup=False)
+
+
+@app.command("style-mix")
+@fails_cleanly
+def style_mix(
+    rows: Annotated[str, typer.Option(help="Seeds of the rows: their coarse styles (layers below --cutoff).")] = "0-3",
+    cols: Annotated[str, typer.Option(help="Seeds of the columns: their fine styles.")] = "4-7",
+    cutoff: Annotated[int, typer.Option(help="Style layers taken from the row seed (4 = the 4 and 8 px layers).")] = 4,
+    truncation: TruncationOpt = 0.7,
+    noise_seed: NoiseSeedOpt = 0,
+    checkpoint: CheckpointOpt = None,
+    output: OutputOpt = None,
+    device: DeviceOpt = DeviceName.cpu,
+) -> None:
+    """The StyleGAN paper's style-mixing grid: coarse styles from the row seeds, fine from the columns."""
+    from gencli import api
+    from gencli.models import stylegan
+
+    path = stylegan.style_mix_file(checkpoint=checkpoint, rows=api.parse_seeds(rows), cols=api.parse_seeds(cols),
+                                   cutoff=cutoff, truncation=truncation, noise_seed=noise_seed,
+                                   out=output or Path("stylegan_style_mix.png"), device=device.value)
+    stdout.print(f"Style-mixing grid written to {path}", markup=False)
+
+
+@app.command()
+@fails_cleanly
+def interpolate(
+    seeds: Annotated[str, typer.Option(help="Two or more seeds; one strip per consecutive pair, e.g. 0,1 or 0-3.")] = "0,1",
+    steps: Annotated[int, typer.Option(help="Images per strip, ends included.")] = 8,
+    truncation: TruncationOpt = 0.7,
+    noise_seed: NoiseSeedOpt = 0,
+    checkpoint: CheckpointOpt = None,
+    output: OutputOpt = None,
+    device: DeviceOpt = DeviceName.cpu,
+) -> None:
+    """A stylegan's images along straight lines in w space between seeds."""
+    from gencli import api
+    from gencli.models import stylegan
+
+    path = stylegan.interpolate_file(checkpoint=checkpoint, seeds=api.parse_seeds(seeds), steps=steps,
+                                     truncation=truncation, noise_seed=noise_seed,
+                                     out=output or Path("stylegan_interpolation.png"), device=device.value)
+    stdout.print(f"Interpolation written to {path}", markup=False)
+
+
+@import_app.command("stylegan")
+@fails_cleanly
+def import_stylegan(
+    file: Annotated[Path, typer.Argument(help="A rosinality/style-based-gan-pytorch checkpoint (.model/.pt).")],
+    resolution: Annotated[int, typer.Option(help="The resolution the checkpoint was trained to (its file holds layers up to 1024 px).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="gencli checkpoint to write.")] = Path("stylegan-imported.safetensors"),
+) -> None:
+    """Convert a StyleGAN (v1) generator from rosinality/style-based-gan-pytorch into a gencli checkpoint."""
+    from gencli.models import stylegan
+
+    path = stylegan.import_weights(file, resolution=resolution, out=output)
+    stdout.print(f"Checkpoint written to {path}; try `gencli sample stylegan -c {path}`", markup=False)

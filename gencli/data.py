@@ -135,9 +135,13 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bo
 def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int, *, rank: int = 0, world_size: int = 1,
                      drop_last: bool = False) -> list[torch.Tensor]:
     """Index batches for one epoch: a permutation drawn from (seed, epoch), so a resumed run sees the
-    same order; with world_size > 1 each rank takes every world_size-th index of it."""
+    same order. With world_size > 1 each rank takes every world_size-th index of it, after trimming it
+    to a multiple of world_size so that every rank gets the same number of batches (no rank waits for
+    another that has finished); rank r's k-th batch and the others' together are then the k-th batch of
+    batch_size * world_size that one process would see."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=g)[rank::world_size]
+    order = torch.randperm(n, generator=g)
+    order = order[: n - n % world_size][rank::world_size]
     batches = list(order.split(batch_size))
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()

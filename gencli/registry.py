@@ -60,6 +60,11 @@ FAMILIES: dict[str, Family] = {
     "cvae": Family("cvae", "gencli.models.vae", "VAEConfig", VAE_COMMANDS,
                    "conditional VAE: the digit label joins encoder input and latent",
                    defaults=(("num_classes", 10),)),
+    "stylegan": Family("stylegan", "gencli.models.stylegan", "StyleGANConfig",
+                       frozenset({"train", "sample", "style-mix", "interpolate"}),
+                       "style-based GAN: mapping network, AdaIN synthesis, style mixing, truncation"),
+    "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate"}),
+                       "unpaired image-to-image translation between two domains (monet2photo)"),
 }
 
 

