@@ -52,6 +52,16 @@ def init(device: torch.device) -> torch.device:
     return device
 
 
+def require_single_process(family: str) -> None:
+    """Refuse a torchrun job for a family whose training step is not data-parallel yet, rather than
+    letting N processes train N different models into one run directory."""
+    if world().distributed:
+        from gencli.errors import GencliError
+
+        raise GencliError(f"training {family} under torchrun is not supported yet; run it as one process "
+                          "(vae and cvae train data-parallel)")
+
+
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     """DistributedDataParallel around `module` in a torchrun job; the module itself otherwise."""
     if not world().distributed:

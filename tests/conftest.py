@@ -62,6 +62,24 @@ def no_network(monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", "/nonexistent-gencli-cache")
 
 
+def run(*args):
+    """Invoke the gencli CLI in-process; arguments may be paths or numbers."""
+    from typer.testing import CliRunner
+
+    from gencli.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    for fragment in fragments:
+        assert fragment in lines[0], result.output
+
+
 def tiny_train(family: str, data_dir: Path, out: Path, epochs: int = 2, **kw) -> Path:
     from gencli import api
 

@@ -7,18 +7,11 @@ import sys
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from conftest import tiny_train
+from conftest import one_line_error, run, tiny_train
 from gencli import __version__, api
 from gencli.checkpoint import load_model
-from gencli.cli import app
 
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def grid_shape(rows, cols, cell=28, pad=2):
@@ -147,15 +140,6 @@ def test_default_checkpoint_prefers_runs_dir(tmp_path, monkeypatch, data_dir):
 
 
 # --- bad input: one line, non-zero exit, nothing overwritten --------------------------------------------
-
-def one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], result.output
-
 
 def test_bad_inputs(tmp_path, data_dir, vae_ckpt, cvae_ckpt):
     png = tmp_path / "o.png"

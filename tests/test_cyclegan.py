@@ -13,28 +13,12 @@ import zipfile
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from conftest import SHARED_DATA
-from gencli.cli import app
+from conftest import SHARED_DATA, one_line_error, run
 from gencli.losses import discriminator_loss, gan_loss, l1_loss, lsgan_loss, vanilla_gan_loss
 from gencli.models import cyclegan as cg
 
-runner = CliRunner()
 TINY = ["--image-size", 32, "--ngf", 4, "--n-blocks", 1, "--ndf", 4, "--device", "cpu"]
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], result.output
 
 
 @pytest.fixture(autouse=True)

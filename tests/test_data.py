@@ -1,7 +1,6 @@
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import pytest
 import torch

@@ -81,3 +81,13 @@ def test_cli_under_torchrun_writes_one_run_and_resumes(tmp_path, data_dir):
 
     options = json.loads((out / "options.json").read_text())
     assert options["processes"] == 2 and options["global_batch_size"] == 50
+
+
+@pytest.mark.parametrize("family", ["cyclegan", "stylegan"])
+def test_gan_families_refuse_torchrun_clearly(monkeypatch, tmp_path, family):
+    from conftest import one_line_error, run
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    one_line_error(run("train", family, "--out", tmp_path / "r"), "torchrun")
+    assert not (tmp_path / "r").exists()

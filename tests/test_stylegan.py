@@ -9,30 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from typer.testing import CliRunner
 
+from conftest import one_line_error, run
 from gencli.checkpoint import load_model, load_resume
-from gencli.cli import app
 from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 from gencli.models import stylegan as sg
 
-runner = CliRunner()
 TINY = dict(resolution=16, widths=(16, 8, 8), z_dim=8, w_dim=8, mapping_layers=2)
 TINY_FLAGS = ["--resolution", 16, "--widths", "16,8,8", "--z-dim", 8, "--w-dim", 8, "--mapping-layers", 2,
               "--batch-size", 8, "--tick-kimg", 0.032, "--r1-every", 2, "--device", "cpu"]
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], result.output
 
 
 def grid_size(rows, cols, cell=16, pad=2):

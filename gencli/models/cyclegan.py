@@ -678,8 +678,10 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
     from gencli.api import prepare_run_dir
     from gencli.checkpoint import MODEL_FILE, read_metadata
     from gencli.data import resolve_data_path
+    from gencli.distributed import require_single_process
     from gencli.training import fit, resolve_device, seed_everything
 
+    require_single_process("cyclegan")
     for flag, value in (("epochs", epochs), ("image-size", image_size), ("ngf", ngf), ("ndf", ndf), ("lr", lr),
                         ("batch-size", batch_size), ("n-blocks", n_blocks)):
         if value <= 0:

@@ -648,8 +648,10 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
     """
     from gencli.api import prepare_run_dir
     from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, read_metadata
+    from gencli.distributed import require_single_process
     from gencli.training import fit, resolve_device, seed_everything
 
+    require_single_process("stylegan")
     if kimg is not None and epochs is not None:
         raise GencliError("give --kimg or --epochs, not both")
     run_dir = prepare_run_dir("stylegan", out, resume, overwrite)
