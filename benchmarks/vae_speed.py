@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--hidden", default="400")
     parser.add_argument("--latent-dim", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--ema-decay", type=float, default=0.999, help="gencli's weight average; 0 skips it")
     args = parser.parse_args()
 
     seed_everything(0)
@@ -34,9 +35,9 @@ def main() -> None:
     train, test = load_idx_dataset("mnist", args.data_dir)
     config = VAEConfig(hidden=tuple(int(h) for h in args.hidden.split(",")), latent_dim=args.latent_dim)
     task = VAETask("vae", config, train, test, dataset="mnist", lr=1e-3, batch_size=args.batch_size, seed=0,
-                   device=device, epochs=args.epochs, lr_schedule="constant")
+                   device=device, epochs=args.epochs, lr_schedule="constant", ema_decay=args.ema_decay)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, "
-          f"VAE 784-{args.hidden}-{args.latent_dim}, batch {args.batch_size}")
+          f"VAE 784-{args.hidden}-{args.latent_dim}, batch {args.batch_size}, ema {args.ema_decay}")
     for epoch in range(1, args.epochs + 1):
         batches = task.epoch_batches(epoch)
         if device.type == "cuda":
@@ -49,7 +50,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         from gencli.models.vae import evaluate
 
-        metrics, _ = evaluate(task.model, test.images, test.labels)
+        metrics, _ = evaluate(task.export()[0], test.images, test.labels)
         print(f"epoch {epoch}: {seconds:.2f} s/epoch ({len(train) / seconds:.0f} images/s), "
               f"test loss {metrics['loss']:.2f} nats/image")
 

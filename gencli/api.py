@@ -113,13 +113,14 @@ def prepare_run_dir(name: str, out: str | Path | None, resume: bool, overwrite: 
 
 
 def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path | None = None,
-              out: str | Path | None = None, epochs: int = 50, batch_size: int = 128, lr: float = 1e-3,
+              out: str | Path | None = None, epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
               latent_dim: int = 2, hidden: tuple[int, ...] = (512, 256), seed: int = 0,
-              lr_schedule: str = "cosine", device: str = "auto", resume: bool = False, overwrite: bool = False,
+              lr_schedule: str = "cosine", ema_decay: float = 0.999, device: str = "auto", resume: bool = False, overwrite: bool = False,
               progress: Progress | None = None) -> Path:
     """Train a vae or cvae; returns the path of model.safetensors in the run directory.
 
     lr_schedule: "cosine" (from lr down to lr/100 over the epochs) or "constant".
+    ema_decay: per-step decay of the weight average that is evaluated and saved (0: the raw weights).
     """
     from gencli.checkpoint import read_metadata
     from gencli.data import load_idx_dataset
@@ -129,6 +130,8 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
     _check_positive(epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim)
     if not hidden or any(h <= 0 for h in hidden):
         raise GencliError(f"--hidden must be positive widths such as 512,256, got {hidden}")
+    if not 0 <= ema_decay < 1:
+        raise GencliError(f"--ema-decay must be in [0, 1), got {ema_decay}")
     if lr_schedule not in ("cosine", "constant"):
         raise GencliError(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
     run_dir = prepare_run_dir(family, out, resume, overwrite)
@@ -144,10 +147,10 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
     seed_everything(seed)
     train_set, test_set = load_idx_dataset(dataset, data_dir)
     task = VAETask(family, config, train_set, test_set, dataset=dataset, lr=lr, batch_size=batch_size,
-                   seed=seed, device=dev, epochs=epochs, lr_schedule=lr_schedule)
+                   seed=seed, device=dev, epochs=epochs, lr_schedule=lr_schedule, ema_decay=ema_decay)
     options = {"family": family, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
                "processes": w.world_size, "global_batch_size": batch_size * w.world_size, "lr": lr,
-               "lr_schedule": lr_schedule, "seed": seed, "device": str(dev), "config": asdict(config)}
+               "lr_schedule": lr_schedule, "ema_decay": ema_decay, "seed": seed, "device": str(dev), "config": asdict(config)}
     if w.is_main:
         (run_dir / "options.json").write_text(json.dumps(options, indent=2) + "\n")
     return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress)

@@ -167,9 +167,10 @@ def parse_ints(text: str, what: str) -> tuple[int, ...]:
 def train_vae(
     ctx: typer.Context,
     epochs: Annotated[int, typer.Option(help="Epochs to train (in all, when resuming).")] = 50,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Images per step (per process under torchrun).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     lr_schedule: Annotated[str, typer.Option(help="cosine (lr down to lr/100 over the run) or constant.")] = "cosine",
+    ema_decay: Annotated[float, typer.Option(help="Per-step decay of the weight average that is evaluated and saved; 0 turns it off.")] = 0.999,
     latent_dim: Annotated[int, typer.Option(help="Size of the latent code; 2 can be plotted.")] = 2,
     hidden: Annotated[str, typer.Option(help="Encoder widths, comma-separated; the decoder mirrors them.")] = "512,256",
     dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist.")] = "mnist",
@@ -186,7 +187,8 @@ def train_vae(
     family = ctx.info_name
     with distributed_job(batch_size):
         path = api.train_vae(family, dataset=dataset, data_dir=data_dir, out=out, epochs=epochs,
-                             batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, latent_dim=latent_dim,
+                             batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema_decay=ema_decay,
+                             latent_dim=latent_dim,
                              hidden=parse_ints(hidden, "--hidden"), seed=seed, device=device.value, resume=resume,
                              overwrite=overwrite, progress=rich_progress())
         report(f"Model written to {path}")

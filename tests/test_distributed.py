@@ -36,7 +36,7 @@ def _vae_worker(rank: int, world_size: int, port: int, data_dir: str, out: str) 
     task = VAETask("vae", VAEConfig(hidden=(32,)), train, test, dataset="mnist", lr=1e-2, batch_size=25, seed=0,
                    device=device, epochs=2)
     fit(task, out, epochs=2)
-    torch.save(task.model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
+    torch.save({"model": task.model.state_dict(), "ema": task.ema.state_dict()}, os.path.join(out, f"rank{rank}.pt"))
     distributed.shutdown()
 
 
@@ -48,13 +48,14 @@ def test_two_ranks_agree_with_one_process_on_the_global_batch(tmp_path, data_dir
     rank1 = torch.load(out / "rank1.pt", weights_only=True)
     # One process, global batch 2 x 25, same seed: the same model within float tolerance.
     single, _ = load_model(tiny_train("vae", data_dir, tmp_path / "one", epochs=2, batch_size=50, lr=1e-2))
-    for key, value in single.state_dict().items():
-        assert torch.equal(rank0[key], rank1[key]), key
-        assert torch.allclose(rank0[key], value, atol=1e-5), key
+    for key, value in single.state_dict().items():  # the saved (averaged) weights
+        assert torch.equal(rank0["model"][key], rank1["model"][key]), key
+        assert torch.equal(rank0["ema"][key], rank1["ema"][key]), key
+        assert torch.allclose(rank0["ema"][key], value, atol=1e-5), key
     # Only rank 0 wrote the run directory, and its model is the ranks' model.
     written, meta = load_model(out / "model.safetensors")
     assert meta["epoch"] == 2
-    assert all(torch.equal(written.state_dict()[k], rank0[k]) for k in rank0)
+    assert all(torch.equal(written.state_dict()[k], rank0["ema"][k]) for k in rank0["ema"])
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 

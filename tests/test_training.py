@@ -85,3 +85,26 @@ def test_cosine_schedule_runs_from_lr_to_a_hundredth(data_dir):
     # epoch 3 of 5 starts 2/5 of the way through: 0.1 * (0.01 + 0.99 * (1 + cos(0.4 pi)) / 2)
     assert lrs["cosine"][2] == pytest.approx(0.1 * (0.01 + 0.99 * 0.5 * (1 + math.cos(0.4 * math.pi))))
     assert all(a > b for a, b in zip(lrs["cosine"], lrs["cosine"][1:]))
+
+
+def test_saved_model_is_the_weight_average(tmp_path, data_dir):
+    from gencli.data import load_idx_dataset
+    from gencli.models.vae import VAEConfig, VAETask
+
+    train, test = load_idx_dataset("mnist", data_dir, download=False)
+    for decay in (0.0, 0.9):
+        torch.manual_seed(0)
+        task = VAETask("vae", VAEConfig(hidden=(8,)), train, test, dataset="mnist", lr=0.01, batch_size=50, seed=0,
+                       device=torch.device("cpu"), epochs=1, ema_decay=decay)
+        before = [p.clone() for p in task.ema.parameters()]
+        for batch in task.epoch_batches(1)[:3]:
+            previous = [p.clone() for p in task.ema.parameters()]
+            task.train_step(batch)
+        params, averaged = list(task.model.parameters()), list(task.ema.parameters())
+        if decay == 0.0:  # no averaging: the saved model is the trained one
+            assert all(torch.equal(a, p) for a, p in zip(averaged, params))
+        else:  # third step: decay min(0.9, (1 + 3) / (10 + 3)) = 4/13
+            d = 4 / 13
+            assert all(torch.allclose(a, d * q + (1 - d) * p) for a, q, p in zip(averaged, previous, params))
+            assert not all(torch.equal(a, b) for a, b in zip(averaged, before))
+        assert task.export()[0] is task.ema
