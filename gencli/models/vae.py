@@ -155,7 +155,8 @@ class VAETask:
                 group["lr"] = lr
         # One noise vector per training image and epoch, drawn from (seed, epoch): the result depends
         # neither on the number of processes nor on where a resumed run restarted.
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        # (A stream of its own: drawn from the shuffling's seed, it would be correlated with the order.)
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 2**40)
         self.noise = torch.randn(len(self.train_y), self.config.latent_dim, generator=g).to(self.device)
         return self._batches(epoch)
 
