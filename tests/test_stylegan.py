@@ -96,6 +96,17 @@ def test_minibatch_stddev_appends_group_std():
     assert torch.allclose(y[:, 2], torch.full((4, 4, 4), math.sqrt(0.75 + 1e-8)))
 
 
+def test_minibatch_stddev_groups_a_batch_of_64_in_fours():
+    # The training batch: 16 groups of 4, image i in group i mod 16 (strided, as in the official code).
+    x = torch.randn(64, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = sg.minibatch_stddev(x, 4)[:, 3]
+    for j in range(16):
+        group = x[j::16]
+        expected = (group.var(0, unbiased=False) + 1e-8).sqrt().mean()
+        assert torch.allclose(y[j::16], expected.expand(4, 4, 4))
+    assert y[:, 0, 0].unique().numel() == 16
+
+
 # --- shapes and the generator's tricks --------------------------------------------------------------
 
 @pytest.mark.parametrize("res,widths,channels", [(8, (8, 8), 1), (16, (16, 8, 8), 3)])

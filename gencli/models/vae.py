@@ -156,7 +156,7 @@ class VAETask:
         # One noise vector per training image and epoch, drawn from (seed, epoch): the result depends
         # neither on the number of processes nor on where a resumed run restarted.
         # (A stream of its own: drawn from the shuffling's seed, it would be correlated with the order.)
-        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 2**40)
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch + 2**31)  # CPU seeds are 32-bit
         self.noise = torch.randn(len(self.train_y), self.config.latent_dim, generator=g).to(self.device)
         return self._batches(epoch)
 
