@@ -314,14 +314,21 @@ from gencli import cli_cyclegan, cli_stylegan  # noqa: E402,F401
 
 
 def main() -> None:
-    """Console entry point: usage errors become one line too."""
-    import click
-
+    """Console entry point: usage errors (unknown option, bad value) become one line too."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.UsageError as e:
-        console.print(f"Error: {e.format_message()}", markup=False, soft_wrap=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        sys.exit(130)
+    except Exception as e:
+        # Matched by name: recent Typer versions ship their own copy of click's exception classes.
+        names = {cls.__name__ for cls in type(e).__mro__}
+        if "NoArgsIsHelpError" in names:  # `gencli` or `gencli train` alone: the help is the answer
+            message = e.format_message()
+            if message:
+                stdout.print(message, markup=False)
+            sys.exit(0)
+        if "UsageError" in names:
+            console.print(f"Error: {e.format_message()}", markup=False, soft_wrap=True)
+            sys.exit(2)
+        if "Abort" in names:
+            sys.exit(130)
+        raise
     sys.exit(code if isinstance(code, int) else 0)

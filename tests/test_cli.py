@@ -32,6 +32,21 @@ def test_version():
     assert result.exit_code == 0 and __version__ in result.output
 
 
+@pytest.mark.parametrize("args", [["train", "vae", "--bogus"], ["sample", "vae", "-n", "many"], ["nonsense"]])
+def test_usage_errors_are_one_line_from_the_console_script(args):
+    out = subprocess.run([sys.executable, "-m", "gencli", *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), out.stderr
+
+
+def test_no_arguments_shows_help():
+    for args in ([], ["train"]):
+        out = subprocess.run([sys.executable, "-m", "gencli", *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "Usage" in out.stdout and "Error" not in out.stderr
+
+
 def test_module_entry_point_and_lazy_torch():
     out = subprocess.run([sys.executable, "-m", "gencli", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "latent-grid" in out.stdout
