@@ -79,7 +79,7 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _check_positive(**values: int | float) -> None:
+def check_positive(**values: int | float) -> None:
     for name, value in values.items():
         if value is None or value <= 0:
             raise GencliError(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -127,7 +127,7 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
     from gencli.models.vae import VAETask
 
     spec = require_command(family, "train")
-    _check_positive(epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim)
+    check_positive(epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim)
     if not hidden or any(h <= 0 for h in hidden):
         raise GencliError(f"--hidden must be positive widths such as 512,256, got {hidden}")
     if not 0 <= ema_decay < 1:
@@ -167,7 +167,7 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
     from gencli.models.vae import prior_samples
 
     out = check_writable(Path(out))
-    _check_positive(nrow=nrow)
+    check_positive(nrow=nrow)
     if truncation is not None and not 0 <= truncation <= 1:
         raise GencliError(f"--truncation must be between 0 and 1 (1 disables it), got {truncation}")
     model, meta = open_model("sample", family, checkpoint, device)
@@ -218,7 +218,7 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
     if label is not None and family is None:
         family = "cvae"
     model, meta = open_model("latent-grid", family, checkpoint, device)
-    _check_positive(steps=steps)
+    check_positive(steps=steps)
     _check_label(model, label)
     if model.config.num_classes and label is None:
         raise GencliError("a cvae grid needs --label (the digit to draw)")
@@ -263,7 +263,7 @@ def reconstruct(family: str | None = None, *, checkpoint: str | Path | None = No
 
     out = check_writable(Path(out))
     model, meta = open_model("reconstruct", family, checkpoint, device)
-    _check_positive(n=n, nrow=nrow)
+    check_positive(n=n, nrow=nrow)
     test = _test_set(meta, data_dir)
     if n > len(test):
         raise GencliError(f"-n {n} exceeds the {len(test)} test images")

@@ -675,17 +675,15 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
     seed and image subset come from the run being continued."""
     import json
 
-    from gencli.api import prepare_run_dir
+    from gencli.api import check_positive, prepare_run_dir
     from gencli.checkpoint import MODEL_FILE, read_metadata
     from gencli.data import resolve_data_path
     from gencli.distributed import require_single_process
     from gencli.training import fit, resolve_device, seed_everything
 
     require_single_process("cyclegan")
-    for flag, value in (("epochs", epochs), ("image-size", image_size), ("ngf", ngf), ("ndf", ndf), ("lr", lr),
-                        ("batch-size", batch_size), ("n-blocks", n_blocks)):
-        if value <= 0:
-            raise GencliError(f"--{flag} must be positive, got {value}")
+    check_positive(epochs=epochs, image_size=image_size, ngf=ngf, ndf=ndf, lr=lr, batch_size=batch_size,
+                   n_blocks=n_blocks)
     if max_images is not None and max_images <= 0:
         raise GencliError(f"--max-images must be positive, got {max_images}")
     if image_size % 4 or image_size < 32:

@@ -646,7 +646,7 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
     source run's values. On `resume`, every option but the length and the device comes from the run's
     options.json.
     """
-    from gencli.api import prepare_run_dir
+    from gencli.api import check_positive, prepare_run_dir
     from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, read_metadata
     from gencli.distributed import require_single_process
     from gencli.training import fit, resolve_device, seed_everything
@@ -666,10 +666,7 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
         config = StyleGANConfig(**{**options["config"], "widths": tuple(options["config"]["widths"])})
         source = None
     else:
-        for name, value in dict(batch_size=batch_size, lr=lr, r1_every=r1_every, ema_kimg=ema_kimg,
-                                tick_kimg=tick_kimg).items():
-            if value is None or value <= 0:
-                raise GencliError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        check_positive(batch_size=batch_size, lr=lr, r1_every=r1_every, ema_kimg=ema_kimg, tick_kimg=tick_kimg)
         if not 0 <= mixing_prob <= 1:
             raise GencliError(f"--mixing-prob must be between 0 and 1, got {mixing_prob}")
         if r1_gamma is not None and r1_gamma < 0:
