@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli import (DataDirOpt, DeviceName, DeviceOpt, app, console, fails_cleanly, import_app, rich_progress,
-                        stdout, train_app)
+from gencli.cli import (DataDirOpt, DeviceName, DeviceOpt, app, console, distributed_job, fails_cleanly, import_app,
+                        report, rich_progress, stdout, train_app)
 
 
 class Direction(str, Enum):
@@ -75,7 +75,7 @@ def train_cyclegan(
     lambda_cycle: Annotated[float, typer.Option(help="Weight of the cycle-consistency L1 losses.")] = 10.0,
     lambda_identity: Annotated[float, typer.Option(help="Identity L1 weight as a fraction of --lambda-cycle (0 disables it).")] = 0.5,
     lr: Annotated[float, typer.Option(help="Adam learning rate (betas 0.5, 0.999).")] = 2e-4,
-    batch_size: Annotated[int, typer.Option(help="Images per domain per step.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Images per domain per step (per process under torchrun).")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: DeviceOpt = DeviceName.auto,
     precision: Annotated[TrainPrecision, typer.Option(help="fp32, or bf16 autocast (CPU or recent GPUs).")] = TrainPrecision.fp32,
@@ -87,12 +87,13 @@ def train_cyclegan(
     from gencli.models.cyclegan import train
 
     blocks = n_blocks if n_blocks is not None else (9 if image_size >= 256 else 6)
-    path = train(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf, n_blocks=blocks,
-                 ndf=ndf, gan_mode=gan_mode.value, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity, lr=lr,
-                 batch_size=batch_size, max_images=max_images, seed=seed, device=device.value,
-                 precision=precision.value, channels_last=channels_last, resume=resume, overwrite=overwrite,
-                 progress=rich_progress(), on_skip=warn_skipped)
-    stdout.print(f"Model written to {path}", markup=False)
+    with distributed_job(batch_size):
+        path = train(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf, n_blocks=blocks,
+                     ndf=ndf, gan_mode=gan_mode.value, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
+                     lr=lr, batch_size=batch_size, max_images=max_images, seed=seed, device=device.value,
+                     precision=precision.value, channels_last=channels_last, resume=resume, overwrite=overwrite,
+                     progress=rich_progress(), on_skip=warn_skipped)
+        report(f"Model written to {path}")
 
 
 # --- translate --------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, app, console, fails_cleanly, import_app,
-                        parse_ints, rich_progress, stdout, train_app)
+from gencli.cli import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, app, console, distributed_job, fails_cleanly,
+                        import_app, parse_ints, report, rich_progress, stdout, train_app)
 
 TruncationOpt = Annotated[float, typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it.")]
 NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise, the same for every image.")]
@@ -26,12 +26,16 @@ def train_stylegan(
     kimg: Annotated[Optional[float], typer.Option(help="Thousands of training images in all (default 100).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Or: ticks to train in all (each --tick-kimg images).")] = None,
     tick_kimg: Annotated[float, typer.Option(help="Thousands of images per tick: metrics, sample grid, checkpoint.")] = 4.0,
-    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Images per step (per process under torchrun).")] = 32,
     resolution: Annotated[Optional[int], typer.Option(help="Image size, a power of two (default 32).")] = None,
     widths: Annotated[Optional[str], typer.Option(help="Channels at 4, 8, ..., RES px, e.g. 128,128,64,32 (default: by resolution).")] = None,
     z_dim: Annotated[Optional[int], typer.Option(help="Size of z (default 128).")] = None,
     w_dim: Annotated[Optional[int], typer.Option(help="Size of w (default 128).")] = None,
     mapping_layers: Annotated[Optional[int], typer.Option(help="Layers of the mapping network (default 8).")] = None,
+    style: Annotated[Optional[str], typer.Option(help="How w styles each layer: adain (the paper) or demod (StyleGAN2's weight demodulation).")] = None,
+    skip_rgb: Annotated[Optional[bool], typer.Option("--skip-rgb/--no-skip-rgb", help="StyleGAN2's skip generator: a to-RGB at every resolution, summed (default on).")] = None,
+    tanh_output: Annotated[Optional[bool], typer.Option("--tanh-output/--linear-output", help="tanh on the generator's output (default: on for mnist and fashion-mnist, off for folders).")] = None,
+    mbstd_group: Annotated[Optional[int], typer.Option(help="Images per minibatch-standard-deviation group in D (default: the batch size, at most 32).")] = None,
     lr: Annotated[float, typer.Option(help="Adam learning rate (the paper's at 32 px; mapping network x0.01).")] = 0.001,
     r1_gamma: Annotated[Optional[float], typer.Option(help="R1 weight gamma (default 0.0002 res^2 / batch).")] = None,
     r1_every: Annotated[int, typer.Option(help="Lazy regularization: R1 every this many steps.")] = 16,
@@ -53,14 +57,16 @@ def train_stylegan(
     def skipped(path, message):
         console.print(f"Warning: skipped {message}", markup=False, soft_wrap=True)
 
-    path = stylegan.train(
-        data=data, data_dir=data_dir, out=out, resolution=resolution,
-        widths=parse_ints(widths, "--widths") if widths else None, z_dim=z_dim, w_dim=w_dim,
-        mapping_layers=mapping_layers, batch_size=batch_size, lr=lr, r1_gamma=r1_gamma, r1_every=r1_every,
-        mixing_prob=mixing_prob, ema_kimg=ema_kimg, kimg=kimg, epochs=epochs, tick_kimg=tick_kimg, mirror=mirror,
-        init_from=init_from, freeze_mapping=freeze_mapping, freeze_d=freeze_d, seed=seed, device=device.value,
-        resume=resume, overwrite=overwrite, progress=rich_progress(), on_skip=skipped)
-    stdout.print(f"Model written to {path}", markup=False)
+    with distributed_job(batch_size):
+        path = stylegan.train(
+            data=data, data_dir=data_dir, out=out, resolution=resolution,
+            widths=parse_ints(widths, "--widths") if widths else None, z_dim=z_dim, w_dim=w_dim,
+            mapping_layers=mapping_layers, style=style, skip_rgb=skip_rgb, tanh_output=tanh_output,
+            mbstd_group=mbstd_group, batch_size=batch_size, lr=lr, r1_gamma=r1_gamma, r1_every=r1_every,
+            mixing_prob=mixing_prob, ema_kimg=ema_kimg, kimg=kimg, epochs=epochs, tick_kimg=tick_kimg, mirror=mirror,
+            init_from=init_from, freeze_mapping=freeze_mapping, freeze_d=freeze_d, seed=seed, device=device.value,
+            resume=resume, overwrite=overwrite, progress=rich_progress(), on_skip=skipped)
+        report(f"Model written to {path}")
 
 
 @app.command("style-mix")

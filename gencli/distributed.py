@@ -52,16 +52,6 @@ def init(device: torch.device) -> torch.device:
     return device
 
 
-def require_single_process(family: str) -> None:
-    """Refuse a torchrun job for a family whose training step is not data-parallel yet, rather than
-    letting N processes train N different models into one run directory."""
-    if world().distributed:
-        from gencli.errors import GencliError
-
-        raise GencliError(f"training {family} under torchrun is not supported yet; run it as one process "
-                          "(vae and cvae train data-parallel)")
-
-
 def wrap(module: nn.Module, device: torch.device) -> nn.Module:
     """DistributedDataParallel around `module` in a torchrun job; the module itself otherwise."""
     if not world().distributed:
@@ -74,6 +64,17 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
 
 def unwrap(module: nn.Module) -> nn.Module:
     return getattr(module, "module", module)
+
+
+def all_mean(t: torch.Tensor) -> torch.Tensor:
+    """The mean of `t` over the processes of a torchrun job; `t` itself otherwise."""
+    if not world().distributed:
+        return t
+    import torch.distributed as dist
+
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / world().world_size
 
 
 def barrier() -> None:

@@ -107,15 +107,48 @@ def test_minibatch_stddev_groups_a_batch_of_64_in_fours():
     assert y[:, 0, 0].unique().numel() == 16
 
 
+def test_modulated_conv_scales_inputs_then_normalizes_each_output_channel():
+    conv = sg.ModulatedConv2d(2, 3, w_dim=2)
+    with torch.no_grad():  # s = A(w) = w: applied weight identity, bias 0
+        conv.affine.weight.copy_(torch.eye(2) / conv.affine.scale)
+        conv.affine.bias.zero_()
+    x, w = torch.randn(1, 2, 5, 5), torch.tensor([[2.0, -0.5]])
+    weight = conv.weight * conv.scale
+    modulated = weight * w.view(1, 2, 1, 1)  # w'_ijk = s_i w_ijk
+    expected = F.conv2d(x, modulated / modulated.pow(2).sum((1, 2, 3), keepdim=True).sqrt(), padding=1)
+    assert torch.allclose(conv(x, w), expected, atol=1e-5)
+    # Demodulation keeps unit-variance inputs at about unit variance, whatever the style's scale.
+    x = torch.randn(64, 2, 16, 16)
+    assert conv(x, 100 * w.expand(64, -1)).std().item() == pytest.approx(1.0, rel=0.15)
+
+
+def test_skip_generator_sums_upsampled_rgb_of_every_resolution():
+    G = sg.Generator(sg.StyleGANConfig(**TINY, skip_rgb=True)).eval()
+    synth = G.synthesis
+    ws = G.broadcast(G.mapping(torch.randn(2, 8)))
+    noise = [torch.randn(2, 1, r, r) for r in synth.layer_resolutions]
+    x, expected = None, None
+    for i, block in enumerate(synth.blocks):
+        x = block(x, ws[:, 2 * i], ws[:, 2 * i + 1], noise[2 * i], noise[2 * i + 1])
+        rgb = (synth.skip_rgbs[i] if i < len(synth.skip_rgbs) else synth.to_rgb)(x)
+        expected = rgb if expected is None else rgb + F.interpolate(expected, scale_factor=2, mode="bilinear")
+    assert torch.allclose(synth(ws, noise), expected, atol=1e-6)
+    plain = sg.Generator(sg.StyleGANConfig(**TINY, skip_rgb=False))
+    assert plain.synthesis.skip_rgbs is None and not any("skip" in n for n, _ in plain.named_parameters())
+
+
 # --- shapes and the generator's tricks --------------------------------------------------------------
 
-@pytest.mark.parametrize("res,widths,channels", [(8, (8, 8), 1), (16, (16, 8, 8), 3)])
-def test_shapes(res, widths, channels):
-    config = sg.StyleGANConfig(resolution=res, widths=widths, channels=channels, z_dim=8, w_dim=6, mapping_layers=3)
+@pytest.mark.parametrize("res,widths,channels,style,tanh", [(8, (8, 8), 1, "adain", True), (16, (16, 8, 8), 3, "demod", False)])
+def test_shapes(res, widths, channels, style, tanh):
+    config = sg.StyleGANConfig(resolution=res, widths=widths, channels=channels, z_dim=8, w_dim=6, mapping_layers=3,
+                               style=style, tanh_output=tanh)
     G, D = sg.Generator(config), sg.Discriminator(config)
     assert G.num_ws == 2 * len(widths) and len(G.mapping.layers) == 3
     images = G(torch.randn(4, 8))
     assert images.shape == (4, channels, res, res)
+    if tanh:
+        assert images.abs().max() <= 1
     assert D(images).shape == (4, 1)
     assert G.mapping(torch.randn(5, 8)).shape == (5, 6)
 
@@ -192,15 +225,25 @@ def test_accumulate_is_an_exponential_moving_average():
     assert all(torch.equal(a, b) for a, b in zip(ema.parameters(), model.parameters()))
 
 
-def test_mixed_ws_crosses_over_once():
+def test_style_mixing_takes_the_layers_from_the_cutoff_on_from_the_second_z():
     G = tiny_generator()
-    torch.manual_seed(0)
-    ws, w = sg.mixed_ws(G, 3, 1.0, "cpu")
-    same = [torch.equal(ws[:, i], ws[:, 0]) for i in range(G.num_ws)]
-    cut = same.index(False)  # a crossover point in [1, num_ws)
-    assert 1 <= cut < G.num_ws and not any(same[cut:]) and torch.equal(ws[:, 0], w)
-    ws, w = sg.mixed_ws(G, 3, 0.0, "cpu")
-    assert torch.equal(ws, G.broadcast(w))
+    rng = torch.Generator().manual_seed(0)
+    latents = sg.draw_latents(G, 3, 1.0, rng)
+    assert latents["mix_z"].shape == latents["z"].shape and 1 <= latents["cutoff"] < G.num_ws
+    noise, cut = latents["noise"], latents["cutoff"]
+    mixed, w = G(latents["z"], noise=noise, mix_z=latents["mix_z"], cutoff=cut, return_w=True)
+    ws = G.broadcast(w).clone()
+    ws[:, cut:] = G.broadcast(G.mapping(latents["mix_z"]))[:, cut:]
+    assert torch.allclose(mixed, G.synthesis(ws, noise), atol=1e-6)
+    assert not torch.allclose(mixed, G(latents["z"], noise=noise), atol=1e-3)
+    plain = sg.draw_latents(G, 3, 0.0, torch.Generator().manual_seed(0))
+    assert plain["mix_z"] is None and plain["cutoff"] is None
+    # The draws depend on the generator's seed alone, and a shard is every world_size-th image.
+    again = sg.draw_latents(G, 3, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(again["z"], latents["z"])
+    part = sg.shard(latents, 1, 2)
+    assert torch.equal(part["z"], latents["z"][1::2]) and torch.equal(part["noise"][0], noise[0][1::2])
+    assert part["cutoff"] == cut
 
 
 def test_requires_grad_keeps_frozen_off():

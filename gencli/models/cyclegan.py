@@ -262,17 +262,42 @@ def load_unpaired(root: Path, image_size: int, *, max_images: int | None = None,
     return UnpairedData(root.name, **parts)
 
 
-def epoch_indices(n_a: int, n_b: int, batch_size: int, seed: int, epoch: int) -> list[tuple[torch.Tensor, ...]]:
-    """One epoch of (A indices, B indices) batches: max(n_a, n_b) images, each domain in its own random
-    order drawn from (seed, epoch) and repeated if it is the smaller one, as the reference unaligned loader."""
+def epoch_indices(n_a: int, n_b: int, batch_size: int, seed: int, epoch: int, *, crop_range: int = 1,
+                  rank: int = 0, world_size: int = 1) -> list[tuple[torch.Tensor, ...]]:
+    """One epoch of (A indices, B indices, A crops, B crops) batches over max(n_a, n_b) images, each domain
+    in its own random order drawn from (seed, epoch) and repeated if it is the smaller one, as the reference
+    unaligned loader. A crop is (top, left, flip) with offsets below `crop_range`, drawn with the order, so
+    an epoch is the same on resume. Under torchrun rank r takes every world_size-th image of each batch of
+    batch_size * world_size (the epoch trimmed to a multiple of world_size, so no rank waits for another)."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     n = max(n_a, n_b)
 
     def order(size: int) -> torch.Tensor:
         return torch.cat([torch.randperm(size, generator=g) for _ in range(math.ceil(n / size))])[:n]
 
-    a, b = order(n_a), order(n_b)
-    return list(zip(a.split(batch_size), b.split(batch_size)))
+    def crops() -> torch.Tensor:
+        return torch.cat([torch.randint(crop_range, (n, 2), generator=g), torch.randint(2, (n, 1), generator=g)], 1)
+
+    columns = [order(n_a), order(n_b), crops(), crops()]
+    keep = n - n % world_size
+    batches = zip(*(c[:keep].split(batch_size * world_size) for c in columns))
+    return [tuple(c[rank::world_size] for c in batch) for batch in batches]
+
+
+class CycleStep(nn.Module):
+    """The generators' half of a training step as one forward, so that DistributedDataParallel can wrap it:
+    G(A), F(G(A)), F(B), G(F(B)), and for the identity loss G(B), F(A)."""
+
+    def __init__(self, model: "CycleGAN"):
+        super().__init__()
+        self.model = model
+
+    def forward(self, real_A: torch.Tensor, real_B: torch.Tensor, identity: bool):
+        G, F_ = self.model.G_AB, self.model.G_BA  # paper names: G: A -> B, F: B -> A
+        fake_B, fake_A = G(real_A), F_(real_B)
+        rec_A, rec_B = F_(fake_B), G(fake_A)
+        same_B, same_A = (G(real_B), F_(real_A)) if identity else (None, None)
+        return fake_B, rec_A, fake_A, rec_B, same_B, same_A
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -293,7 +318,10 @@ class CycleGANTask:
     def __init__(self, config: CycleGANConfig, data: UnpairedData, *, epochs: int, lr: float = 2e-4,
                  batch_size: int = 1, seed: int = 0, device: torch.device | str = "cpu", precision: str = "fp32",
                  channels_last: bool = False, extra: dict | None = None):
+        from gencli import distributed
+
         self.config, self.data, self.epochs, self.lr = config, data, epochs, lr
+        self.world = distributed.world()
         self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
         self.precision = precision
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -302,6 +330,9 @@ class CycleGANTask:
         for net in (self.model, self.D_A, self.D_B):
             init_weights(net)
             net.to(self.device, memory_format=self.memory_format)
+        # Under torchrun: DistributedDataParallel around what each half of a step trains.
+        self.G_train = distributed.wrap(CycleStep(self.model), self.device)
+        self.D_A_train, self.D_B_train = (distributed.wrap(d, self.device) for d in (self.D_A, self.D_B))
         betas = (0.5, 0.999)
         self.opt_G = torch.optim.Adam(self.model.parameters(), lr=lr, betas=betas)
         self.opt_D = torch.optim.Adam(itertools.chain(self.D_A.parameters(), self.D_B.parameters()), lr=lr, betas=betas)
@@ -314,16 +345,13 @@ class CycleGANTask:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def _augment(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, L, L) -> random S x S crops, flipped left-right half of the time, in [-1, 1]."""
-        size, full = self.config.image_size, images.shape[-1]
+    def _augment(self, images: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, L, L) -> S x S crops at (top, left), flipped left-right where flip is 1, in [-1, 1]."""
+        size = self.config.image_size
         out = []
-        for image in images:
-            top, left = torch.randint(full - size + 1, (2,)).tolist()
+        for image, (top, left, flip) in zip(images, crops.tolist()):
             image = image[:, top : top + size, left : left + size]
-            if torch.rand(()).item() < 0.5:
-                image = image.flip(-1)
-            out.append(image)
+            out.append(image.flip(-1) if flip else image)
         x = torch.stack(out).to(self.device, non_blocking=True).float() / 127.5 - 1
         return x.contiguous(memory_format=self.memory_format)
 
@@ -333,28 +361,27 @@ class CycleGANTask:
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
                 group["lr"] = self.lr * lr_factor(epoch, self.epochs)
-        return epoch_indices(len(self.data.train_a), len(self.data.train_b), self.batch_size, self.seed, epoch)
+        return epoch_indices(len(self.data.train_a), len(self.data.train_b), self.batch_size, self.seed, epoch,
+                             crop_range=self.data.train_a.shape[-1] - self.config.image_size + 1,
+                             rank=self.world.rank, world_size=self.world.world_size)
 
-    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, float]:
+    def train_step(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
         c = self.config
-        G, F_ = self.model.G_AB, self.model.G_BA  # paper names: G: A -> B, F: B -> A
-        real_A, real_B = self._augment(self.data.train_a[batch[0]]), self._augment(self.data.train_b[batch[1]])
+        idx_a, idx_b, crops_a, crops_b = batch
+        real_A, real_B = self._augment(self.data.train_a[idx_a], crops_a), self._augment(self.data.train_b[idx_b], crops_b)
         self.model.train()
 
         # --- generators: fool the (frozen) discriminators, keep cycles and identities ---
         requires_grad([self.D_A, self.D_B], False)
         with self._autocast():
-            fake_B = G(real_A)
-            rec_A = F_(fake_B)
-            fake_A = F_(real_B)
-            rec_B = G(fake_A)
+            fake_B, rec_A, fake_A, rec_B, same_B, same_A = self.G_train(real_A, real_B, c.lambda_identity > 0)
             adv = (gan_loss(self.D_B(fake_B).float(), True, c.gan_mode)  # L_GAN(G, D_Y)
                    + gan_loss(self.D_A(fake_A).float(), True, c.gan_mode))  # L_GAN(F, D_X)
             cycle = c.lambda_cycle * (l1_loss(rec_A.float(), real_A) + l1_loss(rec_B.float(), real_B))
             identity = torch.zeros((), device=self.device)
             if c.lambda_identity > 0:  # G should leave B images alone, F should leave A images alone
                 identity = c.lambda_cycle * c.lambda_identity * (
-                    l1_loss(G(real_B).float(), real_B) + l1_loss(F_(real_A).float(), real_A))
+                    l1_loss(same_B.float(), real_B) + l1_loss(same_A.float(), real_A))
             loss_G = adv + cycle + identity
         self.opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
@@ -364,8 +391,8 @@ class CycleGANTask:
         requires_grad([self.D_A, self.D_B], True)
         with self._autocast():
             old_B, old_A = self.pool_B.query(fake_B), self.pool_A.query(fake_A)
-            loss_D_B = discriminator_loss(self.D_B(real_B).float(), self.D_B(old_B).float(), c.gan_mode)
-            loss_D_A = discriminator_loss(self.D_A(real_A).float(), self.D_A(old_A).float(), c.gan_mode)
+            loss_D_B = discriminator_loss(self.D_B_train(real_B).float(), self.D_B_train(old_B).float(), c.gan_mode)
+            loss_D_A = discriminator_loss(self.D_A_train(real_A).float(), self.D_A_train(old_A).float(), c.gan_mode)
         self.opt_D.zero_grad(set_to_none=True)
         (loss_D_A + loss_D_B).backward()
         self.opt_D.step()
@@ -678,10 +705,9 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
     from gencli.api import check_positive, prepare_run_dir
     from gencli.checkpoint import MODEL_FILE, read_metadata
     from gencli.data import resolve_data_path
-    from gencli.distributed import require_single_process
+    from gencli import distributed
     from gencli.training import fit, resolve_device, seed_everything
 
-    require_single_process("cyclegan")
     check_positive(epochs=epochs, image_size=image_size, ngf=ngf, ndf=ndf, lr=lr, batch_size=batch_size,
                    n_blocks=n_blocks)
     if max_images is not None and max_images <= 0:
@@ -696,7 +722,8 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
         raise GencliError(f"unknown --precision {precision!r}; use fp32 or bf16")
     root = resolve_data_path(data, data_dir)
     run_dir = prepare_run_dir(root.name, out, resume, overwrite)
-    dev = resolve_device(device)
+    dev = distributed.init(resolve_device(device))
+    world = distributed.world()
     config = CycleGANConfig(image_size=image_size, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
                             lambda_cycle=lambda_cycle, lambda_identity=lambda_identity)
     extra = {"dataset": root.name, "max_images": max_images}
@@ -716,9 +743,10 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
     task = CycleGANTask(config, dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=dev,
                         precision=precision, channels_last=channels_last, extra=extra)
     options = {"family": "cyclegan", "data": str(root), "epochs": epochs, "lr": lr, "batch_size": batch_size,
-               "max_images": max_images, "images": [len(dataset.train_a), len(dataset.train_b)], "seed": seed,
+               "processes": world.world_size, "global_batch_size": batch_size * world.world_size, "max_images": max_images, "images": [len(dataset.train_a), len(dataset.train_b)], "seed": seed,
                "device": str(dev), "precision": precision, "channels_last": channels_last, "config": asdict(config)}
-    (run_dir / "options.json").write_text(json.dumps(options, indent=2) + "\n")
+    if world.is_main:
+        (run_dir / "options.json").write_text(json.dumps(options, indent=2) + "\n")
     return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress)
 
 

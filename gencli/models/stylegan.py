@@ -49,6 +49,17 @@ class StyleGANConfig:
     # Channels of the synthesis network at 4, 8, 16, ... px (one per resolution); D mirrors them.
     widths: tuple[int, ...] = (128, 64, 32, 16)
     mbstd_group: int = 4  # minibatch standard deviation group size
+    # StyleGAN2's skip generator (Karras et al. 2020, Sec. 4.1): every resolution has a to-RGB whose
+    # output is upsampled and summed, so coarse layers reach the image directly. It stands in for the
+    # progressive growing that StyleGAN1 needed; False is the paper's single to-RGB (imported weights).
+    skip_rgb: bool = True
+    # How w styles a layer: "adain" (the paper: instance-normalize the activations, then scale and shift
+    # them per channel) or "demod" (StyleGAN2's weight modulation and demodulation, Sec. 2.2: the same
+    # per-channel scaling, normalized by its expected effect instead of the measured statistics).
+    style: str = "adain"
+    # tanh on the output: digits are mostly exactly-black background, which a linear output can only
+    # approach (D then tells fakes by their background); tanh reaches it by saturating.
+    tanh_output: bool = False
 
     def __post_init__(self):
         res = self.resolution
@@ -57,8 +68,10 @@ class StyleGANConfig:
         if len(self.widths) != int(math.log2(res)) - 1:
             raise GencliError(f"--widths needs {int(math.log2(res)) - 1} values for {res} px (4, 8, ..., {res} px), "
                               f"got {len(self.widths)}")
-        if any(w <= 0 for w in self.widths) or self.z_dim <= 0 or self.w_dim <= 0 or self.mapping_layers <= 0:
-            raise GencliError("--widths, --z-dim, --w-dim and --mapping-layers must be positive")
+        if any(w <= 0 for w in self.widths) or min(self.z_dim, self.w_dim, self.mapping_layers, self.mbstd_group) <= 0:
+            raise GencliError("--widths, --z-dim, --w-dim, --mapping-layers and --mbstd-group must be positive")
+        if self.style not in ("adain", "demod"):
+            raise GencliError(f"unknown style {self.style!r}; use adain or demod")
         if self.channels not in (1, 3):
             raise GencliError(f"images must have 1 or 3 channels, got {self.channels}")
 
@@ -201,26 +214,80 @@ class SynthesisBlock(nn.Module):
         return x
 
 
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2's modulated conv (Sec. 2.2): input channels scaled by s = A(w), a 3x3 conv, and each output
+    channel divided by its expected standard deviation sqrt(sum_{i,k} (s_i w_ijk)^2) (demodulation).
+    Scaling the activations rather than the weights gives the same result with an ordinary convolution."""
+
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, kernel: int = 3):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.scale = 1 / math.sqrt(in_ch * kernel * kernel)
+        self.affine = EqualLinear(w_dim, in_ch, gain=1.0, bias_init=1.0)
+        self.padding = kernel // 2
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        s = self.affine(w)  # (B, in)
+        weight = self.weight * self.scale
+        x = F.conv2d(x * s[:, :, None, None], weight, padding=self.padding)
+        demod = torch.rsqrt(s.pow(2) @ weight.pow(2).sum((2, 3)).t() + 1e-8)  # (B, out)
+        return x * demod[:, :, None, None]
+
+
+class ModulatedBlock(nn.Module):
+    """One resolution of g with StyleGAN2 styling: (learned 4x4 constant | upsample, blur), modulated
+    3x3 conv, B, bias, lrelu; modulated 3x3 conv, B, bias, lrelu. Consumes two w."""
+
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, first: bool):
+        super().__init__()
+        self.first = first
+        if first:
+            self.const = nn.Parameter(torch.randn(1, in_ch, 4, 4))
+        else:
+            self.blur = Blur()
+        self.conv1, self.noise1 = ModulatedConv2d(in_ch, out_ch, w_dim), NoiseInjection(out_ch)
+        self.conv2, self.noise2 = ModulatedConv2d(out_ch, out_ch, w_dim), NoiseInjection(out_ch)
+        self.bias1, self.bias2 = nn.Parameter(torch.zeros(1, out_ch, 1, 1)), nn.Parameter(torch.zeros(1, out_ch, 1, 1))
+
+    def forward(self, x, w1, w2, noise1, noise2):
+        if self.first:
+            x = self.const.expand(w1.shape[0], -1, -1, -1)
+        else:
+            x = self.blur(F.interpolate(x, scale_factor=2, mode="nearest"))
+        x = leaky(self.noise1(self.conv1(x, w1), noise1) + self.bias1) * math.sqrt(2)  # sqrt 2: keep unit variance
+        return leaky(self.noise2(self.conv2(x, w2), noise2) + self.bias2) * math.sqrt(2)
+
+
 class SynthesisNetwork(nn.Module):
     """g: ws (B, num_ws, w_dim) -> images (B, channels, res, res), unbounded, about [-1, 1]."""
 
     def __init__(self, config: StyleGANConfig):
         super().__init__()
         w = config.widths
-        self.blocks = nn.ModuleList(
-            SynthesisBlock(w[max(i - 1, 0)], w[i], config.w_dim, first=i == 0) for i in range(len(w))
-        )
+        block = SynthesisBlock if config.style == "adain" else ModulatedBlock
+        self.blocks = nn.ModuleList(block(w[max(i - 1, 0)], w[i], config.w_dim, first=i == 0) for i in range(len(w)))
         self.to_rgb = EqualConv2d(w[-1], config.channels, 1, gain=1.0)
+        self.skip_rgbs = nn.ModuleList(EqualConv2d(c, config.channels, 1, gain=1.0) for c in w[:-1]) if config.skip_rgb else None
+        self.tanh_output = config.tanh_output
         # The resolution each of the 2 * len(widths) style/noise layers works at.
         self.layer_resolutions = [4 * 2**i for i in range(len(w)) for _ in range(2)]
 
     def forward(self, ws: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         if noise is None:
             noise = [torch.randn(ws.shape[0], 1, r, r, device=ws.device) for r in self.layer_resolutions]
-        x = None
+        x = rgb = None
         for i, block in enumerate(self.blocks):
             x = block(x, ws[:, 2 * i], ws[:, 2 * i + 1], noise[2 * i], noise[2 * i + 1])
-        return self.to_rgb(x)
+            if self.skip_rgbs is not None and i < len(self.skip_rgbs):
+                rgb = self._add_rgb(rgb, self.skip_rgbs[i](x))
+        rgb = self._add_rgb(rgb, self.to_rgb(x))
+        return torch.tanh(rgb) if self.tanh_output else rgb
+
+    @staticmethod
+    def _add_rgb(rgb: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
+        if rgb is None:
+            return new
+        return F.interpolate(rgb, size=new.shape[-1], mode="bilinear", align_corners=False) + new
 
 
 class Generator(nn.Module):
@@ -242,8 +309,16 @@ class Generator(nn.Module):
         """(B, w_dim) -> (B, num_ws, w_dim): the same w for every layer."""
         return w.unsqueeze(1).expand(-1, self.num_ws, -1)
 
-    def forward(self, z: torch.Tensor, truncation: float = 1.0, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
-        return self.synthesis(self.broadcast(self.truncate(self.mapping(z), truncation)), noise)
+    def forward(self, z: torch.Tensor, truncation: float = 1.0, noise: list[torch.Tensor] | None = None, *,
+                mix_z: torch.Tensor | None = None, cutoff: int | None = None, return_w: bool = False):
+        """Images from z; with `mix_z`, the layers from `cutoff` on take their style from it (style mixing,
+        Sec. 3.1). `return_w` also returns z's w (B, w_dim)."""
+        w = self.truncate(self.mapping(z), truncation)
+        ws = self.broadcast(w)
+        if mix_z is not None and cutoff is not None:
+            ws = torch.cat([ws[:, :cutoff], self.broadcast(self.truncate(self.mapping(mix_z), truncation))[:, cutoff:]], 1)
+        images = self.synthesis(ws, noise)
+        return (images, w) if return_w else images
 
 
 # --- discriminator --------------------------------------------------------------------------------
@@ -328,16 +403,24 @@ def frozen_names(G: Generator, D: Discriminator, freeze_mapping: bool, freeze_d:
     return frozenset(g), frozenset(d)
 
 
-def mixed_ws(G: Generator, batch: int, mixing_prob: float, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Style-mixing regularization (Sec. 3.1): with probability `mixing_prob`, the layers from a random
-    crossover point on take w from a second z. Returns ws (B, num_ws, w_dim) and the first w (B, w_dim)."""
-    z = torch.randn(2, batch, G.config.z_dim, device=device)
-    w = G.mapping(z.flatten(0, 1)).view(2, batch, -1)
-    ws = G.broadcast(w[0]).clone()
-    if torch.rand(()) < mixing_prob:
-        cut = int(torch.randint(1, G.num_ws, ()))
-        ws[:, cut:] = w[1].unsqueeze(1)
-    return ws, w[0]
+def draw_latents(G: Generator, batch: int, mixing_prob: float, generator: torch.Generator) -> dict:
+    """Generator inputs for `batch` images from `generator`: z, per-layer noise, and (with probability
+    `mixing_prob`, style-mixing regularization, Sec. 3.1) a second z taking over from a random cutoff."""
+    dev = generator.device
+    z = torch.randn(2, batch, G.config.z_dim, generator=generator, device=dev)
+    noise = [torch.randn(batch, 1, r, r, generator=generator, device=dev) for r in G.synthesis.layer_resolutions]
+    mix = bool(torch.rand((), generator=generator, device=dev) < mixing_prob)
+    cutoff = int(torch.randint(1, G.num_ws, (), generator=generator, device=dev))
+    return {"z": z[0], "noise": noise, "mix_z": z[1] if mix else None, "cutoff": cutoff if mix else None}
+
+
+def shard(inputs: dict, rank: int, world_size: int) -> dict:
+    """This rank's share (every world_size-th image, as the data batches) of inputs drawn for the global batch."""
+    def cut(v):
+        if isinstance(v, torch.Tensor):
+            return v[rank::world_size]
+        return [cut(x) for x in v] if isinstance(v, list) else v
+    return {k: cut(v) for k, v in inputs.items()}
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -375,8 +458,10 @@ def stream_batches(n: int, batch_size: int, steps: int, seed: int, tick: int) ->
 class StyleGANTask:
     """What gencli.training.fit needs for StyleGAN. One "epoch" is a tick of `tick_images` images.
 
-    Networks: G (trained), D, G_ema (the moving average of G, used for every output). The step count,
-    needed for lazy R1 and the EMA ramp-up, follows from the tick, so resume needs no extra state.
+    Networks: G (trained), D, G_ema (the moving average of G, used for every output). Every random draw
+    of a step (z, noise, mixing, flips) comes from a generator seeded by (seed, step) for the global
+    batch, of which each torchrun process takes its share: the run is the same whatever the number of
+    processes, and resume needs no random state.
     """
 
     curves = ("train_d_loss", "train_g_loss")
@@ -387,16 +472,23 @@ class StyleGANTask:
                  lr: float = 0.001, r1_gamma: float = 0.0064, r1_every: int = 16, mixing_prob: float = 0.9,
                  ema_kimg: float = 10.0, tick_images: int = 4000, mirror: bool = False,
                  freeze_mapping: bool = False, freeze_d: int = 0, seed: int = 0, device="cpu"):
+        from gencli import distributed
+
         self.config, self.seed, self.device = config, seed, torch.device(device)
+        self.world = distributed.world()
         self.images = images.to(self.device)  # uint8 (N, C, H, W)
         self.batch_size, self.r1_gamma, self.r1_every = batch_size, r1_gamma, r1_every
         self.mixing_prob, self.ema_kimg, self.mirror = mixing_prob, ema_kimg, mirror
-        self.steps_per_tick = max(1, round(tick_images / batch_size))
+        self.global_batch = batch_size * self.world.world_size
+        self.steps_per_tick = max(1, round(tick_images / self.global_batch))
         self.G = Generator(config).to(self.device)
         self.D = Discriminator(config).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
         requires_grad(self.G_ema, False)
         self.frozen_g, self.frozen_d = frozen_names(self.G, self.D, freeze_mapping, freeze_d)
+        requires_grad(self.G, True, self.frozen_g)  # before wrapping: DDP leaves frozen parameters out
+        requires_grad(self.D, True, self.frozen_d)
+        self.G_train, self.D_train = distributed.wrap(self.G, self.device), distributed.wrap(self.D, self.device)
         # Frozen parameters are left out of the optimizers as well, so nothing can move them.
         # Lazy R1 (StyleGAN2 App. B): D is also stepped on every r1_every-th batch, so its Adam
         # learning rate and betas are rescaled by c = k / (k + 1) to keep the same effective values.
@@ -419,29 +511,42 @@ class StyleGANTask:
 
     # -- the Task protocol --
 
-    def epoch_batches(self, epoch: int) -> list[torch.Tensor]:
-        self.step = (epoch - 1) * self.steps_per_tick
-        return stream_batches(len(self.images), self.batch_size, self.steps_per_tick, self.seed, epoch)
+    def epoch_batches(self, epoch: int) -> list[tuple[torch.Tensor, int]]:
+        """(this process's image indices, global step number) for every step of tick `epoch`."""
+        first = (epoch - 1) * self.steps_per_tick
+        self.step = first
+        batches = stream_batches(len(self.images), self.global_batch, self.steps_per_tick, self.seed, epoch)
+        r, n = self.world.rank, self.world.world_size
+        return [(idx[r::n], first + k + 1) for k, idx in enumerate(batches)]
 
-    def real_batch(self, idx: torch.Tensor) -> torch.Tensor:
+    def _draw(self, generator: torch.Generator) -> dict:
+        return shard(draw_latents(self.G, self.global_batch, self.mixing_prob, generator), self.world.rank,
+                     self.world.world_size)
+
+    def real_batch(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x = self.images[idx.to(self.device)].float() / 127.5 - 1  # uint8 -> [-1, 1]
         if self.mirror:  # x-flips, as the paper does for FFHQ: doubles a small data set
-            flip = torch.rand(len(x), device=self.device) < 0.5
+            flip = torch.rand(self.global_batch, generator=generator, device=generator.device)
+            flip = (flip < 0.5)[self.world.rank :: self.world.world_size].to(self.device)
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x
 
-    def train_step(self, idx: torch.Tensor) -> dict[str, float]:
-        G, D, batch = self.G, self.D, len(idx)
-        real = self.real_batch(idx)
-        self.step += 1
+    def train_step(self, batch: tuple[torch.Tensor, int]) -> dict[str, float]:
+        from gencli import distributed
+
+        idx, self.step = batch
+        G, D = self.G, self.D
+        rng = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.step)
+        real = self.real_batch(idx, rng)
         logs = {}
 
         # --- D: logistic loss on real images and (detached) fakes ---
         requires_grad(G, False)
         requires_grad(D, True, self.frozen_d)
         with torch.no_grad():
-            fake = G.synthesis(mixed_ws(G, batch, self.mixing_prob, self.device)[0])
-        real_pred, fake_pred = D(real), D(fake)
+            latents = self._draw(rng)
+            fake = G(latents.pop("z"), **latents)
+        real_pred, fake_pred = self.D_train(real), self.D_train(fake)
         d_loss = d_logistic_loss(real_pred, fake_pred)
         self.d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -451,7 +556,7 @@ class StyleGANTask:
         # --- D: lazy R1 penalty, gamma / 2 * E||grad D(x)||^2, every r1_every batches, scaled up to match ---
         if self.r1_gamma > 0 and self.step % self.r1_every == 0:
             real.requires_grad_(True)
-            real_pred = D(real)
+            real_pred = self.D_train(real)
             r1 = d_r1_loss(real_pred, real)
             self.d_opt.zero_grad(set_to_none=True)
             (self.r1_gamma / 2 * r1 * self.r1_every + 0 * real_pred.mean()).backward()
@@ -459,29 +564,30 @@ class StyleGANTask:
             self.extra["r1"] = r1.item()
         logs["r1"] = self.extra.get("r1", 0.0)  # the last computed value
 
-        # --- G: non-saturating loss through a frozen D ---
+        # --- G: non-saturating loss through a frozen D (D itself, not its DDP wrapper: no D gradients) ---
         requires_grad(G, True, self.frozen_g)
         requires_grad(D, False)
-        ws, w = mixed_ws(G, batch, self.mixing_prob, self.device)
-        g_loss = g_nonsaturating_loss(D(G.synthesis(ws)))
+        latents = self._draw(rng)
+        images, w = self.G_train(latents.pop("z"), **latents, return_w=True)
+        g_loss = g_nonsaturating_loss(D(images))
         self.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_opt.step()
         logs["g_loss"] = g_loss.item()
 
-        # --- running mean of w (beta 0.995, App. C) and the EMA generator ---
+        # --- running mean of w (beta 0.995, App. C) over the global batch, and the EMA generator ---
         with torch.no_grad():
-            G.w_avg.copy_(w.mean(0).lerp(G.w_avg, 0.995))
-        images_seen = self.step * self.batch_size
+            G.w_avg.copy_(distributed.all_mean(w.detach().float().mean(0)).lerp(G.w_avg, 0.995))
+        images_seen = self.step * self.global_batch
         ema_images = min(self.ema_kimg * 1000, images_seen * self.ema_rampup)
-        accumulate(self.G_ema, G, 0.5 ** (batch / max(ema_images, 1e-8)))
+        accumulate(self.G_ema, G, 0.5 ** (self.global_batch / max(ema_images, 1e-8)))
         return logs
 
     def end_epoch(self, epoch: int, run_dir: Path, final: bool) -> dict[str, float]:
         from gencli.images import save_grid
 
         save_grid(generate(self.G_ema, self.sample_seeds), Path(run_dir) / "samples" / f"epoch_{epoch:03d}.png", nrow=8)
-        kimg = self.step * self.batch_size / 1000
+        kimg = self.step * self.global_batch / 1000
         self.extra["kimg"] = kimg
         return {"kimg": kimg}
 
@@ -634,7 +740,8 @@ def auto_r1_gamma(resolution: int, batch_size: int) -> float:
 
 def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | None = None,
           widths: tuple[int, ...] | None = None, z_dim: int | None = None, w_dim: int | None = None,
-          mapping_layers: int | None = None, batch_size: int = 32, lr: float = 0.001, r1_gamma: float | None = None,
+          mapping_layers: int | None = None, style: str | None = None, skip_rgb: bool | None = None,
+          tanh_output: bool | None = None, mbstd_group: int | None = None, batch_size: int = 32, lr: float = 0.001, r1_gamma: float | None = None,
           r1_every: int = 16, mixing_prob: float = 0.9, ema_kimg: float = 10.0, kimg: float | None = None,
           epochs: int | None = None, tick_kimg: float = 4.0, mirror: bool | None = None, init_from=None,
           freeze_mapping: bool = False, freeze_d: int = 0, seed: int = 0, device: str = "auto",
@@ -648,10 +755,9 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
     """
     from gencli.api import check_positive, prepare_run_dir
     from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, read_metadata
-    from gencli.distributed import require_single_process
+    from gencli import distributed
     from gencli.training import fit, resolve_device, seed_everything
 
-    require_single_process("stylegan")
     if kimg is not None and epochs is not None:
         raise GencliError("give --kimg or --epochs, not both")
     run_dir = prepare_run_dir("stylegan", out, resume, overwrite)
@@ -672,7 +778,8 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
         if r1_gamma is not None and r1_gamma < 0:
             raise GencliError(f"--r1-gamma must be 0 or more, got {r1_gamma}")
         source = None
-        arch = dict(resolution=resolution, widths=widths, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers)
+        arch = dict(resolution=resolution, widths=widths, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
+                    style=style, skip_rgb=skip_rgb, tanh_output=tanh_output, mbstd_group=mbstd_group)
         if init_from is not None:
             source_path = Path(init_from)
             source_path = source_path / MODEL_FILE if source_path.is_dir() else source_path
@@ -690,6 +797,10 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
             config_values = dict(resolution=res, widths=tuple(widths) if widths else default_widths(res),
                                  **{k: v for k, v in arch.items() if k not in ("resolution", "widths") and v is not None})
             config_values["channels"] = 1 if data in ("mnist", "fashion-mnist") else 3
+            # Defaults measured on MNIST (see the README): tanh for digits' flat black background, and one
+            # minibatch-stddev group per batch of up to 32 (StyleGAN2-ADA's CIFAR setting) against collapse.
+            config_values.setdefault("tanh_output", data in ("mnist", "fashion-mnist"))
+            config_values.setdefault("mbstd_group", min(batch_size, 32))
         channels = 1 if data in ("mnist", "fashion-mnist") else 3
         if config_values["channels"] != channels:
             raise GencliError(f"the source model makes {config_values['channels']}-channel images, "
@@ -710,7 +821,8 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
     if total <= 0:
         raise GencliError("--kimg and --epochs must be positive")
 
-    dev = resolve_device(device)
+    dev = distributed.init(resolve_device(device))
+    world = distributed.world()
     seed_everything(options["seed"])
     images = load_images(options["data"], data_dir, config.resolution, on_skip)
     task = StyleGANTask(config, images, dataset=options["data"], batch_size=options["batch_size"], lr=options["lr"],
@@ -721,8 +833,11 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
                         seed=options["seed"], device=dev)
     if source is not None:
         task.load_source(source)
-    options.update(device=str(dev), images=len(images), **{f"last_{k}": v for k, v in length.items()})
-    options_path.write_text(json.dumps(options, indent=2) + "\n")
+    options.update(device=str(dev), images=len(images), processes=world.world_size,
+                   global_batch_size=options["batch_size"] * world.world_size,
+                   **{f"last_{k}": v for k, v in length.items()})
+    if world.is_main:
+        options_path.write_text(json.dumps(options, indent=2) + "\n")
     return fit(task, run_dir, epochs=total, resume=resume, progress=progress)
 
 
@@ -768,7 +883,7 @@ def from_rosinality_v1(state: dict[str, torch.Tensor], resolution: int, n_avg: i
     widths = tuple(get(f"generator.progression.{i}.conv2.conv.weight_orig").shape[0] for i in range(blocks))
     rgb = get(f"generator.to_rgb.{blocks - 1}.conv.weight_orig")
     config = StyleGANConfig(resolution=resolution, channels=rgb.shape[0], z_dim=w_dim, w_dim=w_dim,
-                            mapping_layers=len(maps), widths=widths)
+                            mapping_layers=len(maps), widths=widths, skip_rgb=False, style="adain")
     G = Generator(config)
     for layer, k in zip(G.mapping.layers, maps):
         _set_effective(layer, _v1_effective(get(f"style.{k}.linear.weight_orig")), get(f"style.{k}.linear.bias"))
