@@ -522,3 +522,22 @@ def test_import_weights_cli(tmp_path):
                    "refused")
     one_line_error(run("import-weights", "stylegan", tmp_path / "none.pt", "--resolution", 16, "-o", out),
                    "not found")
+
+
+def test_bundled_model_samples_right_after_install(tmp_path, monkeypatch):
+    """No runs/ here: `sample stylegan` and `style-mix` use the bundled MNIST model, offline."""
+    monkeypatch.chdir(tmp_path)
+    bundled = __import__("gencli.api", fromlist=["bundled_checkpoint"]).bundled_checkpoint("stylegan")
+    assert bundled is not None
+    G, meta = load_model(bundled)
+    assert meta["family"] == "stylegan" and G.config.resolution == 32 and G.config.channels == 1
+    result = run("sample", "stylegan", "--seeds", "0-3", "--nrow", 4, "-o", "s.png")
+    assert result.exit_code == 0, result.output
+    image = np.asarray(Image.open(tmp_path / "s.png").convert("L"), dtype=np.float32) / 255
+    assert image.shape == (36, 4 * 34 + 2)
+    cells = [image[2:34, 2 + 34 * c : 34 + 34 * c] for c in range(4)]
+    assert all(cell[:3].mean() < 0.1 for cell in cells)  # digits: black margins, bright strokes
+    assert all(cell.max() > 0.8 for cell in cells)
+    assert np.abs(cells[0] - cells[1]).mean() > 0.02  # each seed its own digit
+    result = run("style-mix", "--rows", "0-1", "--cols", "2-3", "-o", "m.png")
+    assert result.exit_code == 0 and (tmp_path / "m.png").is_file()
