@@ -115,7 +115,7 @@ def prepare_run_dir(name: str, out: str | Path | None, resume: bool, overwrite: 
 def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path | None = None,
               out: str | Path | None = None, epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
               latent_dim: int = 2, hidden: tuple[int, ...] = (512, 256), seed: int = 0,
-              lr_schedule: str = "cosine", ema_decay: float = 0.999, device: str = "auto", resume: bool = False, overwrite: bool = False,
+              lr_schedule: str = "cosine", ema_decay: float = 0.999, dropout: float = 0.0, device: str = "auto", resume: bool = False, overwrite: bool = False,
               progress: Progress | None = None) -> Path:
     """Train a vae or cvae; returns the path of model.safetensors in the run directory.
 
@@ -132,10 +132,12 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
         raise GencliError(f"--hidden must be positive widths such as 512,256, got {hidden}")
     if not 0 <= ema_decay < 1:
         raise GencliError(f"--ema-decay must be in [0, 1), got {ema_decay}")
+    if not 0 <= dropout < 1:
+        raise GencliError(f"--dropout must be in [0, 1), got {dropout}")
     if lr_schedule not in ("cosine", "constant"):
         raise GencliError(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
     run_dir = prepare_run_dir(family, out, resume, overwrite)
-    config = spec.default_config(latent_dim=latent_dim, hidden=tuple(hidden))
+    config = spec.default_config(latent_dim=latent_dim, hidden=tuple(hidden), dropout=dropout)
     if resume:  # the architecture comes from the run being resumed, not from the flags
         meta = read_metadata(run_dir / MODEL_FILE)
         if meta["family"] != family:

@@ -171,6 +171,7 @@ def train_vae(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     lr_schedule: Annotated[str, typer.Option(help="cosine (lr down to lr/100 over the run) or constant.")] = "cosine",
     ema_decay: Annotated[float, typer.Option(help="Per-step decay of the weight average that is evaluated and saved; 0 turns it off.")] = 0.999,
+    dropout: Annotated[float, typer.Option(help="Dropout after every hidden layer while training; 0 turns it off.")] = 0.0,
     latent_dim: Annotated[int, typer.Option(help="Size of the latent code; 2 can be plotted.")] = 2,
     hidden: Annotated[str, typer.Option(help="Encoder widths, comma-separated; the decoder mirrors them.")] = "512,256",
     dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist.")] = "mnist",
@@ -188,7 +189,7 @@ def train_vae(
     with distributed_job(batch_size):
         path = api.train_vae(family, dataset=dataset, data_dir=data_dir, out=out, epochs=epochs,
                              batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema_decay=ema_decay,
-                             latent_dim=latent_dim,
+                             dropout=dropout, latent_dim=latent_dim,
                              hidden=parse_ints(hidden, "--hidden"), seed=seed, device=device.value, resume=resume,
                              overwrite=overwrite, progress=rich_progress())
         report(f"Model written to {path}")

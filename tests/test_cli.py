@@ -170,6 +170,7 @@ def test_bad_inputs(tmp_path, data_dir, vae_ckpt, cvae_ckpt):
     one_line_error(run("train", "vae", "--epochs", 0, "--out", tmp_path / "r"), "--epochs")
     one_line_error(run("train", "vae", "--batch-size", -5, "--out", tmp_path / "r"), "--batch-size")
     one_line_error(run("train", "vae", "--hidden", "32,-1", "--out", tmp_path / "r"), "--hidden")
+    one_line_error(run("train", "cvae", "--dropout", 1.5, "--out", tmp_path / "r"), "--dropout")
     one_line_error(run("sample", "vae", "-c", vae_ckpt, "-n", -3, "-o", png), "-n")
     one_line_error(run("sample", "vae", "-c", vae_ckpt, "--seeds", "5-1", "-o", png), "seed")
     one_line_error(run("latent-grid", "-c", vae_ckpt, "--range", "3,1", "-o", png), "--range")

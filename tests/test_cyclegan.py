@@ -483,3 +483,21 @@ def test_real_monet2photo_one_step():
     task = cg.CycleGANTask(cg.CycleGANConfig(image_size=32, ngf=4, n_blocks=1, ndf=4), data, epochs=1)
     logs = task.train_step(task.epoch_batches(1)[0])
     assert all(math.isfinite(v) for v in logs.values())
+
+
+def test_bundled_monet2photo_translates_offline(tmp_path, monkeypatch):
+    """No runs/ and no imported models: `translate monet2photo` uses the bundled fp16 model, both ways."""
+    from gencli.api import bundled_checkpoint
+    from gencli.checkpoint import read_metadata
+
+    path = bundled_checkpoint("monet2photo")
+    assert path is not None and path.stat().st_size < 12 * 2**20
+    meta = read_metadata(path)
+    assert meta["family"] == "cyclegan" and meta["config"]["image_size"] == 128
+    monkeypatch.chdir(tmp_path)
+    source = noise_image(tmp_path / "in.png", size=(50, 38))
+    for direction in ("a2b", "b2a"):
+        result = run("translate", "monet2photo", source, "--direction", direction, "-o", f"{direction}.png")
+        assert result.exit_code == 0, result.output
+        out = Image.open(tmp_path / f"{direction}.png")
+        assert out.size == (50, 38) and out.mode == "RGB"

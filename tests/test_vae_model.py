@@ -38,3 +38,19 @@ def test_prior_samples_do_not_depend_on_the_batch():
     alone = prior_samples(model, [4])
     assert torch.allclose(together[1], alone[0])
     assert not torch.allclose(together[0], together[1])
+
+
+def test_dropout_acts_only_while_training_and_keeps_the_layout():
+    torch.manual_seed(0)
+    plain, dropped = VAE(VAEConfig(hidden=(32, 16))), VAE(VAEConfig(hidden=(32, 16), dropout=0.5))
+    # Same parameters under the same names: dropout adds no weights, and models without it keep their keys.
+    assert [n for n, _ in plain.named_parameters()] == ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight",
+                                                         "encoder.2.bias", *[n for n, _ in plain.named_parameters()][4:]]
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in dropped.parameters()]
+    z = torch.randn(8, 2)
+    dropped.train()
+    assert not torch.allclose(dropped.decode(z), dropped.decode(z))  # a different mask each call
+    dropped.eval()
+    assert torch.equal(dropped.decode(z), dropped.decode(z))
+    samples = prior_samples(dropped.train(), [0, 1])  # sampling switches dropout off
+    assert torch.equal(samples, prior_samples(dropped, [0, 1]))

@@ -26,12 +26,13 @@ class VAEConfig:
     hidden: tuple[int, ...] = (512, 256)  # encoder widths; the decoder mirrors them
     latent_dim: int = 2  # 2 lets the latent space be plotted, as in the study
     num_classes: int = 0  # > 0: conditional VAE on a one-hot label of this many classes
+    dropout: float = 0.0  # dropout after every hidden layer while training (a regularizer)
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
+def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), nn.ReLU()]
+        layers += [nn.Linear(a, b), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
     return nn.Sequential(*layers)
 
 
@@ -42,10 +43,10 @@ class VAE(nn.Module):
         pixels = config.image_size**2
         c = config.num_classes
         hidden = list(config.hidden)
-        self.encoder = mlp([pixels + c, *hidden])
+        self.encoder = mlp([pixels + c, *hidden], config.dropout)
         self.to_mu = nn.Linear(hidden[-1], config.latent_dim)
         self.to_logvar = nn.Linear(hidden[-1], config.latent_dim)
-        self.decoder = nn.Sequential(mlp([config.latent_dim + c, *reversed(hidden)]), nn.Linear(hidden[0], pixels))
+        self.decoder = nn.Sequential(mlp([config.latent_dim + c, *reversed(hidden)], config.dropout), nn.Linear(hidden[0], pixels))
 
     @property
     def conditional(self) -> bool:
@@ -110,6 +111,7 @@ def evaluate(model: VAE, images: torch.Tensor, labels: torch.Tensor, batch_size:
 def prior_samples(model: VAE, seeds: list[int], labels: torch.Tensor | None = None) -> torch.Tensor:
     """One image per seed (z from N(0, I) drawn with that seed), in [0, 1], shape (N, 1, H, W)."""
     device = next(model.parameters()).device
+    model.eval()  # no dropout (training steps switch it back on)
     z = torch.stack([torch.randn(model.config.latent_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
     with torch.no_grad():
         return torch.sigmoid(model.decode(z.to(device), None if labels is None else labels.to(device))).cpu()
