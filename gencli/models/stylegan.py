@@ -17,9 +17,12 @@ Karras, Laine & Aila, "A Style-Based Generator Architecture for Generative Adver
   minibatches as in StyleGAN2, Karras et al. 2020, Sec. B), style-mixing regularization (Sec. 3.1),
   an exponential moving average of G (`G_ema`), Adam with betas (0, 0.99).
 
-Differences from the paper, on purpose: training is at a fixed resolution (no progressive growing,
-which StyleGAN2 showed is not needed); truncation applies to every layer, not only the first 8 (the
-same below 64 px). Images are in [-1, 1] inside the networks.
+Differences from the paper, on purpose: training is at a fixed resolution, without progressive
+growing, and instead the generator sums a to-RGB of every resolution (StyleGAN2's skip generator,
+`skip_rgb`). `train` defaults to a tanh output for digits and one minibatch-stddev group per batch of
+up to 32 images. These choices were measured on MNIST, where the paper's choices collapsed (README).
+Truncation applies to every layer, not only the first 8 (the same below 64 px). Images are in [-1, 1]
+inside the networks. `style="demod"` swaps AdaIN for StyleGAN2's weight demodulation.
 """
 
 from __future__ import annotations
