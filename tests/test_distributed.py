@@ -21,16 +21,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _vae_worker(rank: int, world_size: int, port: int, data_dir: str, out: str) -> None:
+def _init_rank(rank: int, world_size: int, port: int):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     from gencli import distributed
+
+    return distributed, distributed.init(torch.device("cpu"))
+
+
+def _vae_worker(rank: int, world_size: int, port: int, data_dir: str, out: str) -> None:
+    distributed, device = _init_rank(rank, world_size, port)
     from gencli.data import load_idx_dataset
     from gencli.models.vae import VAEConfig, VAETask
     from gencli.training import fit, seed_everything
 
-    device = distributed.init(torch.device("cpu"))
     seed_everything(0)
     train, test = load_idx_dataset("mnist", data_dir, download=False)
     task = VAETask("vae", VAEConfig(hidden=(32,)), train, test, dataset="mnist", lr=1e-2, batch_size=25, seed=0,
@@ -85,15 +90,6 @@ def test_cli_under_torchrun_writes_one_run_and_resumes(tmp_path, data_dir):
 
 
 # --- GAN families: every network wrapped, random draws made for the global batch and shared out ---
-
-def _init_rank(rank: int, world_size: int, port: int):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    from gencli import distributed
-
-    return distributed, distributed.init(torch.device("cpu"))
-
 
 def stylegan_task(batch_size: int, device="cpu"):
     from gencli.models import stylegan as sg

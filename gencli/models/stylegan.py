@@ -758,6 +758,7 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
     """
     from gencli.api import check_positive, prepare_run_dir
     from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, read_metadata
+    from gencli.data import IDX_DATASETS
     from gencli import distributed
     from gencli.training import fit, resolve_device, seed_everything
 
@@ -781,6 +782,8 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
         if r1_gamma is not None and r1_gamma < 0:
             raise GencliError(f"--r1-gamma must be 0 or more, got {r1_gamma}")
         source = None
+        digits = data in IDX_DATASETS  # 1-channel digits (padded to 32 px) rather than a folder of images
+        channels = 1 if digits else 3
         arch = dict(resolution=resolution, widths=widths, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
                     style=style, skip_rgb=skip_rgb, tanh_output=tanh_output, mbstd_group=mbstd_group)
         if init_from is not None:
@@ -799,12 +802,11 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
             res = resolution or 32
             config_values = dict(resolution=res, widths=tuple(widths) if widths else default_widths(res),
                                  **{k: v for k, v in arch.items() if k not in ("resolution", "widths") and v is not None})
-            config_values["channels"] = 1 if data in ("mnist", "fashion-mnist") else 3
+            config_values["channels"] = channels
             # Defaults measured on MNIST (see the README): tanh for digits' flat black background, and one
             # minibatch-stddev group per batch of up to 32 (StyleGAN2-ADA's CIFAR setting) against collapse.
-            config_values.setdefault("tanh_output", data in ("mnist", "fashion-mnist"))
+            config_values.setdefault("tanh_output", digits)
             config_values.setdefault("mbstd_group", min(batch_size, 32))
-        channels = 1 if data in ("mnist", "fashion-mnist") else 3
         if config_values["channels"] != channels:
             raise GencliError(f"the source model makes {config_values['channels']}-channel images, "
                               f"but {data} has {channels}")
@@ -813,7 +815,7 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
             "family": "stylegan", "data": str(data), "batch_size": batch_size, "lr": lr,
             "r1_gamma": auto_r1_gamma(config.resolution, batch_size) if r1_gamma is None else r1_gamma,
             "r1_every": r1_every, "mixing_prob": mixing_prob, "ema_kimg": ema_kimg, "tick_kimg": tick_kimg,
-            "mirror": data not in ("mnist", "fashion-mnist") if mirror is None else mirror,
+            "mirror": not digits if mirror is None else mirror,
             "init_from": str(init_from) if init_from is not None else None, "freeze_mapping": freeze_mapping,
             "freeze_d": freeze_d, "seed": seed, "config": asdict(config),
         }
