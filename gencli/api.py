@@ -115,11 +115,11 @@ def prepare_run_dir(name: str, out: str | Path | None, resume: bool, overwrite: 
 def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path | None = None,
               out: str | Path | None = None, epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
               latent_dim: int = 2, hidden: tuple[int, ...] = (512, 256), seed: int = 0,
-              lr_schedule: str = "cosine", ema_decay: float = 0.999, dropout: float = 0.0, device: str = "auto", resume: bool = False, overwrite: bool = False,
+              lr_schedule: str = "constant", ema_decay: float = 0.9999, dropout: float = 0.0, device: str = "auto", resume: bool = False, overwrite: bool = False,
               progress: Progress | None = None) -> Path:
     """Train a vae or cvae; returns the path of model.safetensors in the run directory.
 
-    lr_schedule: "cosine" (from lr down to lr/100 over the epochs) or "constant".
+    lr_schedule: "constant", or "cosine" (from lr down to lr/100 over the epochs).
     ema_decay: per-step decay of the weight average that is evaluated and saved (0: the raw weights).
     """
     from gencli.checkpoint import read_metadata
