@@ -2,7 +2,8 @@
 
 Prints (1) seconds per training iteration (batch 1; 256 px and 9 blocks by default) for fp32 and the
 faster precision / memory-format options (channels_last, bf16 autocast), and (2) translate latency and
-peak memory (VmHWM of a fresh process per size) for given image sizes.
+peak memory (VmHWM of a fresh process per size) for given image sizes. With the fp32 timing it prints
+the floor that arithmetic sets: one iteration's FLOPs at the measured float32 matmul throughput.
 
     python benchmarks/cyclegan_speed.py                      # everything, paper-size model
     python benchmarks/cyclegan_speed.py --image-size 128 --ngf 32 --n-blocks 6   # the bundled CPU model
@@ -19,8 +20,12 @@ import subprocess
 import sys
 import time
 
+from compute_floor import matmul_gflops, step_flops
 
-def train_speed(image_size: int, ngf: int, n_blocks: int, iters: int, precision: str, channels_last: bool) -> float:
+
+def train_speed(image_size: int, ngf: int, n_blocks: int, iters: int, precision: str, channels_last: bool,
+                count_flops: bool = False) -> tuple[float, int | None]:
+    """Seconds per training iteration, and (if asked) the FLOPs of one iteration."""
     import torch
 
     from gencli.models.cyclegan import CycleGANConfig, CycleGANTask, UnpairedData, load_size
@@ -37,7 +42,8 @@ def train_speed(image_size: int, ngf: int, n_blocks: int, iters: int, precision:
     t0 = time.perf_counter()
     for i in range(iters):
         task.train_step(batches[(i + 1) % len(batches)])
-    return (time.perf_counter() - t0) / iters
+    seconds = (time.perf_counter() - t0) / iters
+    return seconds, step_flops(lambda: task.train_step(batches[0])) if count_flops else None
 
 
 def peak_rss_mb() -> float:
@@ -96,14 +102,20 @@ def main() -> None:
     if not args.skip_train:
         print(f"training: {args.image_size} px, batch 1, ngf {args.ngf}, {args.n_blocks} blocks, "
               f"{args.iters} iterations after one warm-up")
-        times = {}
+        times, flops = {}, None
         for option in args.options.split(","):
             precision, _, fmt = option.partition("+")
-            times[option] = train_speed(args.image_size, args.ngf, args.n_blocks, args.iters, precision, fmt == "cl")
+            times[option], counted = train_speed(args.image_size, args.ngf, args.n_blocks, args.iters, precision,
+                                                 fmt == "cl", count_flops=option == "fp32")
+            flops = counted or flops
             print(f"  {option:10s} {times[option]:7.3f} s/iter   x{times['fp32'] / times[option] if 'fp32' in times else 1:.2f} vs fp32",
                   flush=True)
         best = min(times, key=times.get)
         print(f"  fastest: {best} ({times.get('fp32', times[best]) / times[best]:.2f}x fp32)")
+        if flops:
+            gflops = matmul_gflops()
+            print(f"  an iteration is {flops / 1e12:.2f} TFLOP; at the float32 matmul peak of {gflops:.0f} GFLOP/s "
+                  f"it takes at least {flops / gflops / 1e9:.2f} s (fp32 ran at {flops / times['fp32'] / 1e9:.0f} GFLOP/s)")
     for size in [int(s) for s in args.translate_sizes.split(",") if s]:
         cmd = [sys.executable, __file__, "--ngf", str(args.ngf), "--n-blocks", str(args.n_blocks),
                "--translate-precision", args.translate_precision, "--child", str(size),
