@@ -1,4 +1,4 @@
-"""Training and sampling images per second of gencli's StyleGAN (the default config unless told otherwise).
+"""Training and sampling images per second of gencli's StyleGAN (the training defaults unless told otherwise).
 
 Training runs StyleGANTask.train_step, the code `gencli train stylegan` runs (D step, lazy R1, G step,
 w average, EMA), on random uint8 images of the configured size, so no data set is needed; sampling
@@ -59,7 +59,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     widths = tuple(int(w) for w in args.widths.split(",")) if args.widths else default_widths(args.resolution)
-    config = StyleGANConfig(resolution=args.resolution, channels=args.channels, widths=widths)
+    # What `gencli train stylegan` picks: tanh output for 1-channel digits, one mbstd group per batch of <= 32.
+    config = StyleGANConfig(resolution=args.resolution, channels=args.channels, widths=widths,
+                            tanh_output=args.channels == 1, mbstd_group=min(args.batch_size, 32))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; StyleGAN {args.resolution} px, "
           f"{args.channels} channel(s), widths {','.join(map(str, widths))}, z/w {config.z_dim}/{config.w_dim}, "
           f"batch {args.batch_size}")
