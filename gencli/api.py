@@ -112,6 +112,15 @@ def prepare_run_dir(name: str, out: str | Path | None, resume: bool, overwrite: 
     return run_dir
 
 
+def write_options(run_dir: Path, options: dict) -> None:
+    """options.json of a run: its training options plus the torchrun processes and the global batch they
+    make (options["batch_size"] is per process); written by rank 0 alone."""
+    w = distributed.world()
+    options.update(processes=w.world_size, global_batch_size=options["batch_size"] * w.world_size)
+    if w.is_main:
+        (Path(run_dir) / "options.json").write_text(json.dumps(options, indent=2) + "\n")
+
+
 def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path | None = None,
               out: str | Path | None = None, epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
               latent_dim: int = 2, hidden: tuple[int, ...] = (512, 256), seed: int = 0,
@@ -145,16 +154,13 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
         config = spec.config_from_dict(meta["config"])
         seed = meta["seed"]
     dev = distributed.init(resolve_device(device))
-    w = distributed.world()
     seed_everything(seed)
     train_set, test_set = load_idx_dataset(dataset, data_dir)
     task = VAETask(family, config, train_set, test_set, dataset=dataset, lr=lr, batch_size=batch_size,
                    seed=seed, device=dev, epochs=epochs, lr_schedule=lr_schedule, ema_decay=ema_decay)
-    options = {"family": family, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
-               "processes": w.world_size, "global_batch_size": batch_size * w.world_size, "lr": lr,
-               "lr_schedule": lr_schedule, "ema_decay": ema_decay, "seed": seed, "device": str(dev), "config": asdict(config)}
-    if w.is_main:
-        (run_dir / "options.json").write_text(json.dumps(options, indent=2) + "\n")
+    write_options(run_dir, {"family": family, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
+                            "lr": lr, "lr_schedule": lr_schedule, "ema_decay": ema_decay, "seed": seed,
+                            "device": str(dev), "config": asdict(config)})
     return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress)
 
 

@@ -700,12 +700,10 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
     """Train a CycleGAN on the unpaired folders of `data` (a name in the data directory or a folder);
     returns runs/<data name>/model.safetensors (or the one in `out`). With `resume`, the architecture,
     seed and image subset come from the run being continued."""
-    import json
-
-    from gencli.api import check_positive, prepare_run_dir
+    from gencli import distributed
+    from gencli.api import check_positive, prepare_run_dir, write_options
     from gencli.checkpoint import MODEL_FILE, read_metadata
     from gencli.data import resolve_data_path
-    from gencli import distributed
     from gencli.training import fit, resolve_device, seed_everything
 
     check_positive(epochs=epochs, image_size=image_size, ngf=ngf, ndf=ndf, lr=lr, batch_size=batch_size,
@@ -723,7 +721,6 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
     root = resolve_data_path(data, data_dir)
     run_dir = prepare_run_dir(root.name, out, resume, overwrite)
     dev = distributed.init(resolve_device(device))
-    world = distributed.world()
     config = CycleGANConfig(image_size=image_size, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
                             lambda_cycle=lambda_cycle, lambda_identity=lambda_identity)
     extra = {"dataset": root.name, "max_images": max_images}
@@ -742,11 +739,10 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
     dataset = load_unpaired(root, config.image_size, max_images=max_images, seed=seed, on_skip=on_skip)
     task = CycleGANTask(config, dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=dev,
                         precision=precision, channels_last=channels_last, extra=extra)
-    options = {"family": "cyclegan", "data": str(root), "epochs": epochs, "lr": lr, "batch_size": batch_size,
-               "processes": world.world_size, "global_batch_size": batch_size * world.world_size, "max_images": max_images, "images": [len(dataset.train_a), len(dataset.train_b)], "seed": seed,
-               "device": str(dev), "precision": precision, "channels_last": channels_last, "config": asdict(config)}
-    if world.is_main:
-        (run_dir / "options.json").write_text(json.dumps(options, indent=2) + "\n")
+    write_options(run_dir, {"family": "cyclegan", "data": str(root), "epochs": epochs, "lr": lr,
+                            "batch_size": batch_size, "max_images": max_images,
+                            "images": [len(dataset.train_a), len(dataset.train_b)], "seed": seed, "device": str(dev),
+                            "precision": precision, "channels_last": channels_last, "config": asdict(config)})
     return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress)
 
 

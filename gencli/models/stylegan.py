@@ -756,10 +756,10 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
     source run's values. On `resume`, every option but the length and the device comes from the run's
     options.json.
     """
-    from gencli.api import check_positive, prepare_run_dir
+    from gencli import distributed
+    from gencli.api import check_positive, prepare_run_dir, write_options
     from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, read_metadata
     from gencli.data import IDX_DATASETS
-    from gencli import distributed
     from gencli.training import fit, resolve_device, seed_everything
 
     if kimg is not None and epochs is not None:
@@ -827,7 +827,6 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
         raise GencliError("--kimg and --epochs must be positive")
 
     dev = distributed.init(resolve_device(device))
-    world = distributed.world()
     seed_everything(options["seed"])
     images = load_images(options["data"], data_dir, config.resolution, on_skip)
     task = StyleGANTask(config, images, dataset=options["data"], batch_size=options["batch_size"], lr=options["lr"],
@@ -838,11 +837,8 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
                         seed=options["seed"], device=dev)
     if source is not None:
         task.load_source(source)
-    options.update(device=str(dev), images=len(images), processes=world.world_size,
-                   global_batch_size=options["batch_size"] * world.world_size,
-                   **{f"last_{k}": v for k, v in length.items()})
-    if world.is_main:
-        options_path.write_text(json.dumps(options, indent=2) + "\n")
+    options.update(device=str(dev), images=len(images), **{f"last_{k}": v for k, v in length.items()})
+    write_options(run_dir, options)
     return fit(task, run_dir, epochs=total, resume=resume, progress=progress)
 
 
