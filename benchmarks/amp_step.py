@@ -22,7 +22,8 @@ import torch
 
 def vae_task(family: str, device, small: bool):
     from gencli.data import ImageSet
-    from gencli.models.vae import VAEConfig, VAETask
+    from gencli.models.vae import VAEConfig
+    from gencli.training.vae import VAETask
 
     n = 1024 if small else 60_000
     g = torch.Generator().manual_seed(0)
@@ -35,7 +36,9 @@ def vae_task(family: str, device, small: bool):
 
 
 def cyclegan_task(device, small: bool):
-    from gencli.models.cyclegan import CycleGANConfig, CycleGANTask, UnpairedData, load_size
+    from gencli.data import UnpairedData, load_size
+    from gencli.models.cyclegan import CycleGANConfig
+    from gencli.training.cyclegan import CycleGANTask
 
     size = 64 if small else 256
     g = torch.Generator().manual_seed(0)
@@ -46,7 +49,8 @@ def cyclegan_task(device, small: bool):
 
 
 def stylegan_task(device, small: bool):
-    from gencli.models.stylegan import StyleGANConfig, StyleGANTask, default_widths
+    from gencli.models.stylegan import StyleGANConfig, default_widths
+    from gencli.training.stylegan import StyleGANTask
 
     res = 32 if small else 256
     batch = 8 if small else 32

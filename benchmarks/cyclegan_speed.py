@@ -28,7 +28,9 @@ def train_speed(image_size: int, ngf: int, n_blocks: int, iters: int, precision:
     """Seconds per training iteration, and (if asked) the FLOPs of one iteration."""
     import torch
 
-    from gencli.models.cyclegan import CycleGANConfig, CycleGANTask, UnpairedData, load_size
+    from gencli.data import UnpairedData, load_size
+    from gencli.models.cyclegan import CycleGANConfig
+    from gencli.training.cyclegan import CycleGANTask
 
     g = torch.Generator().manual_seed(0)
     full = load_size(image_size)
@@ -61,7 +63,8 @@ def translate_child(size: int, ngf: int, n_blocks: int, precision: str, threads:
     """Runs in its own process, so the peak memory is this translation's alone."""
     import torch
 
-    from gencli.models.cyclegan import ResnetGenerator, init_weights, translate_tensor
+    from gencli.inference.cyclegan import translate_tensor
+    from gencli.models.cyclegan import ResnetGenerator, init_weights
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

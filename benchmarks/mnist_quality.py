@@ -22,7 +22,7 @@ from torch import nn
 
 from gencli import api
 from gencli.data import load_idx_dataset
-from gencli.models.vae import prior_samples
+from gencli.inference.vae import prior_samples
 
 
 def classifier() -> nn.Module:
@@ -79,7 +79,7 @@ def main() -> None:
         print(f"  digit {digit}: {agree[-1]:.1%} of {len(seeds)} samples classified as {digit}")
     print(f"cvae samples agreeing with the requested label: {sum(agree) / 10:.2%}")
 
-    from gencli.models.stylegan import generate
+    from gencli.inference.stylegan import generate
 
     ckpt = api.find_checkpoint("stylegan", args.stylegan)
     G, _ = api.open_model("sample", "stylegan", ckpt)

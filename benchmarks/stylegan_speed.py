@@ -15,7 +15,9 @@ import time
 
 import torch
 
-from gencli.models.stylegan import StyleGANConfig, StyleGANTask, default_widths, generate
+from gencli.inference.stylegan import generate
+from gencli.models.stylegan import StyleGANConfig, default_widths
+from gencli.training.stylegan import StyleGANTask
 
 
 def sync(device: torch.device) -> None:

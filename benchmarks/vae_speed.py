@@ -20,8 +20,10 @@ import torch
 
 from compute_floor import matmul_gflops, step_flops
 from gencli.data import load_idx_dataset
-from gencli.models.vae import VAEConfig, VAETask
-from gencli.training import resolve_device, seed_everything
+from gencli.distributed import resolve_device
+from gencli.models.vae import VAEConfig
+from gencli.training.common import seed_everything
+from gencli.training.vae import VAETask
 
 
 def main() -> None:
@@ -53,9 +55,9 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        from gencli.models.vae import evaluate
+        from gencli.inference.vae import evaluate
 
-        metrics, _ = evaluate(task.export()[0], test.images, test.labels)
+        metrics, _ = evaluate(task.exported_model()[0], test.images, test.labels)
         print(f"epoch {epoch}: {seconds:.2f} s/epoch ({len(train) / seconds:.0f} images/s), "
               f"test loss {metrics['loss']:.2f} nats/image")
     if device.type == "cpu":  # after the timed epochs, so that the extra step does not change them

@@ -1,65 +1,37 @@
 """Checkpoints that rebuild their own model.
 
 `model.safetensors` holds the weights; its metadata holds the family, the config (JSON), the epoch,
-the seed, the gencli version and family extras (e.g. the VAE's latent range), so every command needs
-only this file. `resume.pt` beside it holds the full training state (all networks, optimizers, RNG);
-it contains tensors and plain containers only and is read with `torch.load(weights_only=True)`.
+the seed, the gencli version and the family's metadata (stored under the key "extra": e.g. the VAE's
+latent range), so every command needs only this file. `resume.pt` beside it holds the full training
+state (all networks, optimizers, RNG); it contains tensors and plain containers only and is read with
+`torch.load(weights_only=True)`.
 Both are written to a temporary file and renamed, so a killed process never leaves half a file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gencli import __version__
 from gencli.errors import GencliError
+from gencli.files import atomic_write
+from gencli.registry import get_family
 
 MODEL_FILE = "model.safetensors"
 RESUME_FILE = "resume.pt"
 
 
-def atomic_write(path: Path, write) -> Path:
-    """Call `write(tmp_path)`, then rename the temporary file onto `path`."""
-    path = Path(path)
-    if not path.parent.exists():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise GencliError(f"cannot create folder {path.parent}: {e.strerror}") from None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise GencliError(f"cannot write to {path.parent}: {e.strerror}") from None
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_model(path: Path, family: str, model: nn.Module, config, *, epoch: int, seed: int,
                extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write the weights and everything needed to rebuild `model` (atomically)."""
-    from safetensors.torch import save_file
-
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
@@ -76,8 +48,6 @@ def save_model(path: Path, family: str, model: nn.Module, config, *, epoch: int,
 
 def read_metadata(path: Path) -> dict[str, Any]:
     """The decoded metadata of a gencli checkpoint; a clear error for anything else."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise GencliError(f"checkpoint not found: {path}")
@@ -103,10 +73,6 @@ def load_model(path: Path, family: str | set[str] | None = None, device: str | t
 
     `family` restricts which families are accepted (a str or a set of names).
     """
-    from safetensors.torch import load_file
-
-    from gencli.registry import get_family
-
     meta = read_metadata(path)
     wanted = {family} if isinstance(family, str) else family
     if wanted and meta["family"] not in wanted:

@@ -1,4 +1,5 @@
-"""Data sets: MNIST and Fashion-MNIST as in-memory tensors, found on disk or downloaded.
+"""Data sets held in memory as uint8 tensors: MNIST and Fashion-MNIST (found on disk or downloaded),
+folders of images, and the unpaired trainA/trainB folders of CycleGAN data sets.
 
 The data directory is `--data-dir`, else `$GENCLI_DATA_DIR`, else a per-user cache folder. A data set
 named NAME is looked for in `<dir>/NAME/` and `<dir>/` (a flat folder of the four IDX files, .gz or
@@ -8,13 +9,14 @@ not) and in torchvision's `<dir>/<Class>/raw/` layout.
 from __future__ import annotations
 
 import gzip
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from gencli.errors import GencliError
+from gencli.files import cache_dir
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -28,12 +30,10 @@ SYSTEM_DIRS = {"fashion-mnist": [Path("/usr/share/fashion-mnist")]}
 
 
 def data_root(data_dir: str | Path | None = None) -> Path:
+    """`--data-dir`, else $GENCLI_DATA_DIR, else <cache>/gencli/data."""
     if data_dir:
         return Path(data_dir).expanduser()
-    if os.environ.get("GENCLI_DATA_DIR"):
-        return Path(os.environ["GENCLI_DATA_DIR"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "gencli" / "data"
+    return cache_dir("data", "GENCLI_DATA_DIR")
 
 
 @dataclass
@@ -132,22 +132,6 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bo
     return sets[0], sets[1]
 
 
-def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int, *, rank: int = 0, world_size: int = 1,
-                     drop_last: bool = False) -> list[torch.Tensor]:
-    """Index batches for one epoch: a permutation drawn from (seed, epoch), so a resumed run sees the
-    same order. With world_size > 1 each rank takes every world_size-th index of it, after trimming it
-    to a multiple of world_size so that every rank gets the same number of batches (no rank waits for
-    another that has finished); rank r's k-th batch and the others' together are then the k-th batch of
-    batch_size * world_size that one process would see."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=g)
-    order = order[: n - n % world_size][rank::world_size]
-    batches = list(order.split(batch_size))
-    if drop_last and batches and len(batches[-1]) < batch_size:
-        batches.pop()
-    return batches
-
-
 # --- image folders ---------------------------------------------------------------------------------
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -217,3 +201,62 @@ def load_image_tensor(paths: list[Path], size: int, *, on_skip=None) -> torch.Te
     if not out:
         raise GencliError(f"none of the {len(paths)} files could be read as images")
     return torch.stack(out)
+
+
+def load_training_images(data: str, data_dir=None, resolution: int = 32, on_skip=None) -> torch.Tensor:
+    """Unlabelled training images as uint8 (N, C, res, res): mnist / fashion-mnist padded 28 -> 32 px
+    (then resized when res != 32), or every image of a folder (short side resized, centre crop)."""
+    if data in IDX_DATASETS:
+        x = F.pad(load_idx_dataset(data, data_dir)[0].images, (2, 2, 2, 2))  # (N, 1, 32, 32)
+        if resolution != 32:
+            x = F.interpolate(x.float(), size=resolution, mode="bilinear", antialias=True, align_corners=False)
+            x = x.round().clamp(0, 255).to(torch.uint8)
+        return x
+    return load_image_tensor(list_images(resolve_data_path(data, data_dir)), resolution, on_skip=on_skip)
+
+
+# --- unpaired domains (CycleGAN) ---------------------------------------------------------------------
+
+@dataclass
+class UnpairedData:
+    """Two unpaired image folders held in memory as uint8 tensors.
+
+    train_a/train_b: (N, 3, L, L) at L = int(1.12 x image_size) for random crops; test_a/test_b: a few
+    fixed (K, 3, S, S) images (centre crops) for the sample grids.
+    """
+
+    name: str
+    train_a: torch.Tensor
+    train_b: torch.Tensor
+    test_a: torch.Tensor
+    test_b: torch.Tensor
+
+
+def load_size(image_size: int) -> int:
+    """Resize-then-crop size: 1.12 x the crop, e.g. 286 for 256 as in the reference code."""
+    return int(image_size * 1.12)
+
+
+def load_unpaired(root: Path, image_size: int, *, max_images: int | None = None, seed: int = 0,
+                  n_samples: int = 4, on_skip=None) -> UnpairedData:
+    """Read root/{trainA,trainB} (and testA/testB for the sample grids, else the first train images).
+
+    `max_images` keeps a random subset (drawn from `seed`) of each training folder.
+    """
+    root = Path(root)
+    parts = {}
+    for domain in ("A", "B"):
+        folder = root / f"train{domain}"
+        if not folder.is_dir():
+            raise GencliError(f"{root} has no train{domain} folder; an unpaired data set needs "
+                              "trainA and trainB (testA and testB optional)")
+        files = list_images(folder)
+        if max_images is not None and max_images < len(files):
+            keep = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:max_images]
+            files = [files[i] for i in sorted(keep.tolist())]
+        parts[f"train_{domain.lower()}"] = load_image_tensor(files, load_size(image_size), on_skip=on_skip)
+        test_folder = root / f"test{domain}"
+        test_files = list_images(test_folder)[:n_samples] if test_folder.is_dir() and any(test_folder.iterdir()) \
+            else files[:n_samples]
+        parts[f"test_{domain.lower()}"] = load_image_tensor(test_files, image_size, on_skip=on_skip)
+    return UnpairedData(root.name, **parts)

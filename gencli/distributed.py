@@ -1,4 +1,5 @@
-"""Data-parallel training under torchrun (PyTorch's distributed launcher).
+"""Where to run: the device (`--device auto|cpu|cuda`) and data-parallel training under torchrun
+(PyTorch's distributed launcher).
 
 `torchrun --nproc_per_node N -m gencli train ...` starts N processes with RANK, WORLD_SIZE and
 LOCAL_RANK in their environment. Each process trains on its own shard of every epoch; gradients are
@@ -13,6 +14,19 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from gencli.errors import GencliError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA when present, else the CPU; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GencliError("--device cuda was asked for, but no CUDA GPU is available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise GencliError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
 
 
 @dataclass(frozen=True)
@@ -60,10 +74,6 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids)
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    return getattr(module, "module", module)
 
 
 def all_mean(t: torch.Tensor) -> torch.Tensor:

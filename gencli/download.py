@@ -47,11 +47,11 @@ WEIGHTS = {
     "iphone2dslr_flower": ("iphone2dslr_flower", "a2b"),
 }
 
-Progress = Callable[[int, "int | None"], None]
+ByteProgress = Callable[[int, "int | None"], None]  # (bytes done, total bytes or None)
 CHUNK = 1 << 20
 
 
-def fetch(url: str, dest: Path, *, progress: Progress | None = None, timeout: float = 60) -> Path:
+def fetch(url: str, dest: Path, *, progress: ByteProgress | None = None, timeout: float = 60) -> Path:
     """Stream `url` (http, https or file) into `dest` via a temporary `.part` file; the byte count must
     match the announced Content-Length. Returns `dest`."""
     dest = Path(dest)
@@ -160,7 +160,7 @@ def _dataset_folder(staging: Path, name: str) -> Path:
 
 
 def download_dataset(name: str, root: Path, *, base_url: str | None = None, md5: str | None = None,
-                     force: bool = False, progress: Progress | None = None) -> Path:
+                     force: bool = False, progress: ByteProgress | None = None) -> Path:
     """Download, verify and unpack the official data set NAME into root/NAME; returns that folder.
 
     Only the official names are accepted unless `base_url` points elsewhere (a mirror or a test server).
@@ -192,7 +192,7 @@ def download_dataset(name: str, root: Path, *, base_url: str | None = None, md5:
 
 
 def download_weights(name: str, folder: Path, *, base_url: str | None = None,
-                     progress: Progress | None = None) -> Path:
+                     progress: ByteProgress | None = None) -> Path:
     """Download the official generator NAME.pth into `folder`; returns the file."""
     if base_url is None and name not in WEIGHTS:
         raise GencliError(f"unknown pretrained CycleGAN {name!r}; official ones: {', '.join(WEIGHTS)}")

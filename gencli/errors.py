@@ -1,2 +1,14 @@
 class GencliError(Exception):
     """A user-facing error: the CLI prints its message on one line and exits non-zero."""
+
+
+class ConfigError(GencliError):
+    """A config field with a bad value. Network code names the field; the library face (gencli.api), which
+    knows which option set it, re-raises it naming the option (`as_option`)."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+    def as_option(self) -> GencliError:
+        return GencliError(f"--{self.field.replace('_', '-')} {self.problem}")

@@ -3,28 +3,16 @@ padding of 2 pixels, so a grid can be cut back into its cells."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-from gencli.checkpoint import atomic_write
-from gencli.errors import GencliError
+from gencli.files import atomic_write
 
 
-def check_writable(path: Path) -> Path:
-    """Fail early, before any work, when `path` cannot be written."""
-    path = Path(path)
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if path.is_dir():
-        raise GencliError(f"{path} is a folder; give a file name")
-    if not parent.is_dir():
-        raise GencliError(f"cannot write {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK):
-        raise GencliError(f"cannot write {path}: {parent} is not writable")
-    return path
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Network images in [-1, 1] (tanh range) -> [0, 1] in float32, clamped (saving clamps too)."""
+    return ((x.float() + 1) / 2).clamp(0, 1)
 
 
 def to_pil(image: torch.Tensor):

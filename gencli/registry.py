@@ -1,5 +1,6 @@
-"""Model families: name -> the module that holds its config, builder and training task, and the
-commands it supports. Modules are imported on first use so `gencli --help` does not load torch."""
+"""Model families: name -> the module of gencli.models that holds its config dataclass and build(), and
+the commands it supports. Network modules are imported on first use (importlib, by name), so the
+registry itself loads no torch."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ class Family:
     module_name: str  # defines build(config) and the config dataclass named by config_name
     config_name: str
     commands: frozenset[str]
-    summary: str
     defaults: tuple[tuple[str, object], ...] = ()  # config fields that differ from the dataclass defaults
 
     @property
@@ -56,15 +56,12 @@ def config_from_dict(cls, values: dict):
 VAE_COMMANDS = frozenset({"train", "sample", "latent-grid", "reconstruct", "evaluate"})
 
 FAMILIES: dict[str, Family] = {
-    "vae": Family("vae", "gencli.models.vae", "VAEConfig", VAE_COMMANDS, "variational autoencoder (MNIST)"),
+    "vae": Family("vae", "gencli.models.vae", "VAEConfig", VAE_COMMANDS),
     "cvae": Family("cvae", "gencli.models.vae", "VAEConfig", VAE_COMMANDS,
-                   "conditional VAE: the digit label joins encoder input and latent",
-                   defaults=(("num_classes", 10),)),
+                   defaults=(("num_classes", 10),)),  # the digit label joins encoder input and latent
     "stylegan": Family("stylegan", "gencli.models.stylegan", "StyleGANConfig",
-                       frozenset({"train", "sample", "style-mix", "interpolate"}),
-                       "style-based GAN: mapping network, AdaIN synthesis, style mixing, truncation"),
-    "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate"}),
-                       "unpaired image-to-image translation between two domains (monet2photo)"),
+                       frozenset({"train", "sample", "style-mix", "interpolate"})),
+    "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate"})),
 }
 
 

@@ -11,7 +11,8 @@ from compute_floor import step_flops  # noqa: E402
 
 def test_step_flops_of_a_vae_training_step_match_a_hand_count(data_dir):
     from gencli.data import load_idx_dataset
-    from gencli.models.vae import VAEConfig, VAETask
+    from gencli.models.vae import VAEConfig
+    from gencli.training.vae import VAETask
 
     train, test = load_idx_dataset("mnist", data_dir, download=False)
     task = VAETask("vae", VAEConfig(hidden=(16,), latent_dim=3), train, test, dataset="mnist", lr=1e-3,

@@ -3,8 +3,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gencli.checkpoint import atomic_write, load_model, read_metadata, save_model
+from gencli.checkpoint import load_model, read_metadata, save_model
 from gencli.errors import GencliError
+from gencli.files import atomic_write
 from gencli.models.vae import VAE, VAEConfig
 
 

@@ -16,7 +16,11 @@ from PIL import Image
 
 from conftest import SHARED_DATA, one_line_error, run
 from gencli.losses import discriminator_loss, gan_loss, l1_loss, lsgan_loss, vanilla_gan_loss
+from gencli.data import load_unpaired
+from gencli.inference import cyclegan as cg_infer
 from gencli.models import cyclegan as cg
+from gencli.training import cyclegan as cg_train
+from gencli.weights import cyclegan as cg_weights
 
 TINY = ["--image-size", 32, "--ngf", 4, "--n-blocks", 1, "--ndf", 4, "--device", "cpu"]
 
@@ -84,15 +88,15 @@ def test_losses_against_hand_computed_values():
 
 
 def test_learning_rate_is_constant_then_decays_linearly():
-    factors = [cg.lr_factor(e, 200) for e in range(1, 201)]
+    factors = [cg_train.lr_factor(e, 200) for e in range(1, 201)]
     assert factors[:100] == [1.0] * 100
     assert factors[100] == pytest.approx(1 - 1 / 101) and factors[-1] == pytest.approx(1 / 101)
     assert all(a > b for a, b in zip(factors[100:], factors[101:]))
-    assert [cg.lr_factor(e, 4) for e in (1, 2, 3, 4)] == pytest.approx([1, 1, 2 / 3, 1 / 3])
+    assert [cg_train.lr_factor(e, 4) for e in (1, 2, 3, 4)] == pytest.approx([1, 1, 2 / 3, 1 / 3])
 
 
 def test_image_pool_keeps_fifty_and_returns_old_images():
-    pool = cg.ImagePool(50)
+    pool = cg_train.ImagePool(50)
     torch.manual_seed(0)
     first = torch.arange(60.0).view(60, 1, 1, 1)
     out = pool.query(first[:50])
@@ -101,7 +105,7 @@ def test_image_pool_keeps_fifty_and_returns_old_images():
     out = pool.query(later)
     swapped = (out != later).flatten().float().mean().item()
     assert len(pool.images) == 50 and 0.3 < swapped < 0.7  # about half come from the history
-    assert torch.equal(cg.ImagePool(0).query(first), first)
+    assert torch.equal(cg_train.ImagePool(0).query(first), first)
 
 
 # --- networks --------------------------------------------------------------------------------------------
@@ -182,9 +186,9 @@ def test_unreadable_training_images_are_skipped_with_a_warning(tmp_path):
     root = make_dataset(tmp_path / "d", n_a=2, n_b=2, n_test=1)
     (root / "trainA" / "broken.jpg").write_bytes(b"not a jpeg")
     seen = []
-    data = cg.load_unpaired(root, 32, on_skip=lambda p, m: seen.append(p.name))
+    data = load_unpaired(root, 32, on_skip=lambda p, m: seen.append(p.name))
     assert seen == ["broken.jpg"] and data.train_a.shape == (2, 3, 35, 35) and data.test_a.shape == (1, 3, 32, 32)
-    data = cg.load_unpaired(root, 32, max_images=1)
+    data = load_unpaired(root, 32, max_images=1)
     assert len(data.train_a) == 1 and len(data.train_b) == 1
 
 
@@ -247,20 +251,20 @@ def test_tiles_share_statistics_and_match_the_whole_image():
     g = cg.ResnetGenerator(ngf=4, n_blocks=2).eval()
     cg.init_weights(g)
     x = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 150, 174) * 2 - 1, 5, 1, 2)
-    whole = cg.translate_tensor(g, x)
+    whole = cg_infer.translate_tensor(g, x)
     assert whole.shape == x.shape
     # forced tiling, statistics from the whole image: the same output up to the tile borders' context
-    tiled = cg.translate_tensor(g, x, tile=96, overlap=48, margin=12, whole_max_pixels=0, stats_size=10_000)
+    tiled = cg_infer.translate_tensor(g, x, tile=96, overlap=48, margin=12, whole_max_pixels=0, stats_size=10_000)
     assert tiled.shape == x.shape
     assert (tiled - whole).abs().mean() < 2e-3 and (tiled - whole).abs().max() < 0.08
     # naive tiles (each normalised by itself) differ far more: that is what shared statistics fix
     naive = torch.zeros_like(x)
     for top in (0, 75):
         for left in (0, 87):
-            naive[..., top : top + 75, left : left + 87] = cg.translate_tensor(g, x[..., top : top + 75, left : left + 87])
+            naive[..., top : top + 75, left : left + 87] = cg_infer.translate_tensor(g, x[..., top : top + 75, left : left + 87])
     assert (naive - whole).abs().mean() > 5 * (tiled - whole).abs().mean()
     # statistics from a downscaled copy: still one normalisation for all tiles, close to the whole image
-    approx = cg.translate_tensor(g, x, tile=96, overlap=48, margin=12, whole_max_pixels=0, stats_size=96)
+    approx = cg_infer.translate_tensor(g, x, tile=96, overlap=48, margin=12, whole_max_pixels=0, stats_size=96)
     assert (approx - whole).abs().mean() < 0.1
 
 
@@ -372,7 +376,7 @@ def test_export_fp16_halves_the_file(trained, tmp_path):
     from gencli.checkpoint import load_model
 
     out, _ = trained
-    path = cg.export_fp16(out / "model.safetensors", tmp_path / "assets" / "toy.safetensors")
+    path = cg_weights.export_fp16(out / "model.safetensors", tmp_path / "assets" / "toy.safetensors")
     assert path.stat().st_size < 0.6 * (out / "model.safetensors").stat().st_size
     full, _ = load_model(out / "model.safetensors")
     half, meta = load_model(path)
@@ -478,16 +482,16 @@ def test_help(command):
 
 @pytest.mark.skipif(not (SHARED_DATA / "monet2photo" / "trainA").is_dir(), reason="real monet2photo not available")
 def test_real_monet2photo_one_step():
-    data = cg.load_unpaired(SHARED_DATA / "monet2photo", 32, max_images=2)
+    data = load_unpaired(SHARED_DATA / "monet2photo", 32, max_images=2)
     assert data.train_a.shape == (2, 3, 35, 35) and data.train_b.shape == (2, 3, 35, 35)
-    task = cg.CycleGANTask(cg.CycleGANConfig(image_size=32, ngf=4, n_blocks=1, ndf=4), data, epochs=1)
+    task = cg_train.CycleGANTask(cg.CycleGANConfig(image_size=32, ngf=4, n_blocks=1, ndf=4), data, epochs=1)
     logs = task.train_step(task.epoch_batches(1)[0])
     assert all(math.isfinite(v) for v in logs.values())
 
 
 def test_bundled_monet2photo_translates_offline(tmp_path, monkeypatch):
     """No runs/ and no imported models: `translate monet2photo` uses the bundled fp16 model, both ways."""
-    from gencli.api import bundled_checkpoint
+    from gencli.runs import bundled_checkpoint
     from gencli.checkpoint import read_metadata
 
     path = bundled_checkpoint("monet2photo")

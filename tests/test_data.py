@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from conftest import synthetic_digits, write_idx, write_mnist
-from gencli.data import data_root, find_idx_files, load_idx_dataset, read_idx, shuffled_batches
+from gencli.data import data_root, find_idx_files, load_idx_dataset, read_idx
 from gencli.errors import GencliError
+from gencli.training.common import shuffled_batches
 
 
 @pytest.mark.parametrize("compress", [True, False])

@@ -33,8 +33,10 @@ def _init_rank(rank: int, world_size: int, port: int):
 def _vae_worker(rank: int, world_size: int, port: int, data_dir: str, out: str) -> None:
     distributed, device = _init_rank(rank, world_size, port)
     from gencli.data import load_idx_dataset
-    from gencli.models.vae import VAEConfig, VAETask
-    from gencli.training import fit, seed_everything
+    from gencli.models.vae import VAEConfig
+    from gencli.training.common import seed_everything
+    from gencli.training.loop import fit
+    from gencli.training.vae import VAETask
 
     seed_everything(0)
     train, test = load_idx_dataset("mnist", data_dir, download=False)
@@ -93,23 +95,26 @@ def test_cli_under_torchrun_writes_one_run_and_resumes(tmp_path, data_dir):
 
 def stylegan_task(batch_size: int, device="cpu"):
     from gencli.models import stylegan as sg
+    from gencli.training import stylegan as sg_train
 
     images = torch.randint(0, 256, (40, 1, 16, 16), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
     config = sg.StyleGANConfig(resolution=16, widths=(16, 8, 8), z_dim=8, w_dim=8, mapping_layers=2, channels=1)
     torch.manual_seed(0)  # the same initial weights in every process
-    return sg.StyleGANTask(config, images, dataset="synthetic", batch_size=batch_size, r1_every=2, r1_gamma=1.0,
+    return sg_train.StyleGANTask(config, images, dataset="synthetic", batch_size=batch_size, r1_every=2, r1_gamma=1.0,
                            mixing_prob=0.5, tick_images=32, mirror=True, freeze_d=1, seed=3, device=device)
 
 
 def cyclegan_task(batch_size: int, device="cpu"):
+    from gencli.data import UnpairedData
     from gencli.models import cyclegan as cg
+    from gencli.training import cyclegan as cg_train
 
     g = torch.Generator().manual_seed(1)
     images = lambda n, size: torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)  # noqa: E731
-    data = cg.UnpairedData("synthetic", images(6, 35), images(5, 35), images(2, 32), images(2, 32))
+    data = UnpairedData("synthetic", images(6, 35), images(5, 35), images(2, 32), images(2, 32))
     config = cg.CycleGANConfig(image_size=32, ngf=4, n_blocks=1, ndf=4, pool_size=0)  # pools are per process
     torch.manual_seed(0)
-    return cg.CycleGANTask(config, data, epochs=2, batch_size=batch_size, seed=3, device=device)
+    return cg_train.CycleGANTask(config, data, epochs=2, batch_size=batch_size, seed=3, device=device)
 
 
 TASKS = {"stylegan": stylegan_task, "cyclegan": cyclegan_task}
@@ -120,7 +125,7 @@ BATCH = {"stylegan": 4, "cyclegan": 2}
 
 def _gan_worker(rank: int, world_size: int, port: int, family: str, out: str) -> None:
     distributed, device = _init_rank(rank, world_size, port)
-    from gencli.training import fit
+    from gencli.training.loop import fit
 
     task = TASKS[family](BATCH[family], device)
     fit(task, out, epochs=2)
@@ -130,7 +135,7 @@ def _gan_worker(rank: int, world_size: int, port: int, family: str, out: str) ->
 
 @pytest.mark.parametrize("family", ["stylegan", "cyclegan"])
 def test_gan_ranks_agree_with_one_process_on_the_global_batch(tmp_path, family):
-    from gencli.training import fit
+    from gencli.training.loop import fit
 
     out = tmp_path / "ddp"
     mp.start_processes(_gan_worker, args=(2, free_port(), family, str(out)), nprocs=2, join=True,

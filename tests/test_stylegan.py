@@ -13,7 +13,13 @@ from PIL import Image
 from conftest import one_line_error, run
 from gencli.checkpoint import load_model, load_resume
 from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+from gencli import api
+from gencli.images import to_unit
+from gencli.inference import stylegan as sg_infer
 from gencli.models import stylegan as sg
+from gencli.training import common
+from gencli.training import stylegan as sg_train
+from gencli.weights import stylegan as sg_weights
 
 TINY = dict(resolution=16, widths=(16, 8, 8), z_dim=8, w_dim=8, mapping_layers=2)
 TINY_FLAGS = ["--resolution", 16, "--widths", "16,8,8", "--z-dim", 8, "--w-dim", 8, "--mapping-layers", 2,
@@ -39,7 +45,7 @@ def tiny_generator(seed=0):
 def sg_run(data_dir, tmp_path_factory):
     """A tiny run of 2 ticks of 32 images (4 steps each, R1 every 2 steps) on the synthetic MNIST."""
     out = tmp_path_factory.mktemp("stylegan") / "run"
-    sg.train(data="mnist", data_dir=data_dir, out=out, **TINY, batch_size=8, kimg=0.064, tick_kimg=0.032,
+    api.train_stylegan(data="mnist", data_dir=data_dir, out=out, **TINY, batch_size=8, kimg=0.064, tick_kimg=0.032,
              r1_every=2, device="cpu")
     return out
 
@@ -156,7 +162,7 @@ def test_shapes(res, widths, channels, style, tanh):
 def test_config_validation():
     with pytest.raises(Exception, match="power of two"):
         sg.StyleGANConfig(resolution=24, widths=(8, 8))
-    with pytest.raises(Exception, match="--widths needs 4"):
+    with pytest.raises(Exception, match="widths needs 4"):
         sg.StyleGANConfig(resolution=32, widths=(8, 8))
     assert sg.default_widths(32) == (128, 64, 32, 16) == sg.StyleGANConfig().widths
     assert sg.default_widths(64) == (128, 64, 32, 16, 16)
@@ -164,50 +170,50 @@ def test_config_validation():
 
 def test_truncation_zero_with_fixed_noise_gives_the_w_avg_image():
     G = tiny_generator()
-    images = sg.generate(G, [0, 1, 2, 3], truncation=0.0, noise_seed=7)
-    _, noise = sg.seed_inputs(G, [0], noise_seed=7)
+    images = sg_infer.generate(G, [0, 1, 2, 3], truncation=0.0, noise_seed=7)
+    _, noise = sg_infer.seed_inputs(G, [0], noise_seed=7)
     with torch.no_grad():
-        expected = sg.to_unit(G.synthesis(G.broadcast(G.w_avg[None]), noise))
+        expected = to_unit(G.synthesis(G.broadcast(G.w_avg[None]), noise))
     for image in images:
         assert torch.allclose(image, expected[0], atol=1e-6)
     # psi = 1 is the plain generator, and different seeds give different images.
-    plain = sg.generate(G, [0, 1], truncation=1.0, noise_seed=7)
+    plain = sg_infer.generate(G, [0, 1], truncation=1.0, noise_seed=7)
     assert not torch.allclose(plain[0], plain[1])
 
 
 def test_each_image_depends_only_on_its_seed():
     G = tiny_generator()
-    batch = sg.generate(G, [5, 6, 7])
-    alone = sg.generate(G, [6])
+    batch = sg_infer.generate(G, [5, 6, 7])
+    alone = sg_infer.generate(G, [6])
     assert torch.allclose(batch[1], alone[0], atol=1e-6)
     # Noise comes from the seed too: same seed, same image; another noise seed changes it.
-    assert not torch.allclose(sg.generate(G, [6], noise_seed=1), alone)
+    assert not torch.allclose(sg_infer.generate(G, [6], noise_seed=1), alone)
 
 
 def test_style_mixing_cutoff_at_either_end_is_a_parent():
     G = tiny_generator()
-    rows, cols, cells = sg.style_mix(G, [0, 1], [2, 3, 4], cutoff=0)
+    rows, cols, cells = sg_infer.style_mix(G, [0, 1], [2, 3, 4], cutoff=0)
     assert cells.shape == (2, 3, 1, 16, 16)
     for i in range(2):
         assert torch.allclose(cells[i], cols, atol=1e-6)  # no layer from the rows
-    _, _, cells = sg.style_mix(G, [0, 1], [2, 3, 4], cutoff=G.num_ws)
+    _, _, cells = sg_infer.style_mix(G, [0, 1], [2, 3, 4], cutoff=G.num_ws)
     for j in range(3):
         assert torch.allclose(cells[:, j], rows, atol=1e-6)  # every layer from the rows
-    _, _, mid = sg.style_mix(G, [0, 1], [2, 3, 4], cutoff=2)
+    _, _, mid = sg_infer.style_mix(G, [0, 1], [2, 3, 4], cutoff=2)
     assert not torch.allclose(mid[0, 0], rows[0]) and not torch.allclose(mid[0, 0], cols[0])
-    grid = sg.style_mix_grid(rows, cols, cells)
+    grid = sg_infer.style_mix_grid(rows, cols, cells)
     assert grid.shape[0] == 3 * 4 and torch.equal(grid[0], torch.zeros_like(grid[0]))
     with pytest.raises(Exception, match="--cutoff"):
-        sg.style_mix(G, [0], [1], cutoff=G.num_ws + 1)
+        sg_infer.style_mix(G, [0], [1], cutoff=G.num_ws + 1)
 
 
 def test_interpolation_ends_at_the_seeds():
     G = tiny_generator()
-    strip = sg.interpolate(G, [3, 9], steps=5, truncation=0.7, noise_seed=0)
-    ends = sg.generate(G, [3, 9], truncation=0.7, noise_seed=0)
+    strip = sg_infer.interpolate(G, [3, 9], steps=5, truncation=0.7, noise_seed=0)
+    ends = sg_infer.generate(G, [3, 9], truncation=0.7, noise_seed=0)
     assert strip.shape == (5, 1, 16, 16)
     assert torch.allclose(strip[0], ends[0], atol=1e-6) and torch.allclose(strip[-1], ends[1], atol=1e-6)
-    assert sg.interpolate(G, [0, 1, 2], steps=3).shape[0] == 6  # one strip per consecutive pair
+    assert sg_infer.interpolate(G, [0, 1, 2], steps=3).shape[0] == 6  # one strip per consecutive pair
 
 
 # --- training pieces ----------------------------------------------------------------------------------
@@ -217,18 +223,18 @@ def test_accumulate_is_an_exponential_moving_average():
     model, ema = sg.Generator(sg.StyleGANConfig(**TINY)), sg.Generator(sg.StyleGANConfig(**TINY))
     model.w_avg.fill_(3.0)
     before = [p.clone() for p in ema.parameters()]
-    sg.accumulate(ema, model, 0.9)
+    common.accumulate(ema, model, 0.9)
     for b, p_ema, p in zip(before, ema.parameters(), model.parameters()):
         assert torch.allclose(p_ema, 0.9 * b + 0.1 * p, atol=1e-6)
     assert torch.equal(ema.w_avg, model.w_avg)  # buffers are copied
-    sg.accumulate(ema, model, 0.0)
+    common.accumulate(ema, model, 0.0)
     assert all(torch.equal(a, b) for a, b in zip(ema.parameters(), model.parameters()))
 
 
 def test_style_mixing_takes_the_layers_from_the_cutoff_on_from_the_second_z():
     G = tiny_generator()
     rng = torch.Generator().manual_seed(0)
-    latents = sg.draw_latents(G, 3, 1.0, rng)
+    latents = sg_train.draw_latents(G, 3, 1.0, rng)
     assert latents["mix_z"].shape == latents["z"].shape and 1 <= latents["cutoff"] < G.num_ws
     noise, cut = latents["noise"], latents["cutoff"]
     mixed, w = G(latents["z"], noise=noise, mix_z=latents["mix_z"], cutoff=cut, return_w=True)
@@ -236,12 +242,12 @@ def test_style_mixing_takes_the_layers_from_the_cutoff_on_from_the_second_z():
     ws[:, cut:] = G.broadcast(G.mapping(latents["mix_z"]))[:, cut:]
     assert torch.allclose(mixed, G.synthesis(ws, noise), atol=1e-6)
     assert not torch.allclose(mixed, G(latents["z"], noise=noise), atol=1e-3)
-    plain = sg.draw_latents(G, 3, 0.0, torch.Generator().manual_seed(0))
+    plain = sg_train.draw_latents(G, 3, 0.0, torch.Generator().manual_seed(0))
     assert plain["mix_z"] is None and plain["cutoff"] is None
     # The draws depend on the generator's seed alone, and a shard is every world_size-th image.
-    again = sg.draw_latents(G, 3, 1.0, torch.Generator().manual_seed(0))
+    again = sg_train.draw_latents(G, 3, 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(again["z"], latents["z"])
-    part = sg.shard(latents, 1, 2)
+    part = common.shard(latents, 1, 2)
     assert torch.equal(part["z"], latents["z"][1::2]) and torch.equal(part["noise"][0], noise[0][1::2])
     assert part["cutoff"] == cut
 
@@ -249,18 +255,18 @@ def test_style_mixing_takes_the_layers_from_the_cutoff_on_from_the_second_z():
 def test_requires_grad_keeps_frozen_off():
     G = tiny_generator()
     frozen = frozenset(n for n, _ in G.named_parameters() if n.startswith("mapping."))
-    sg.requires_grad(G, True, frozen)
+    common.requires_grad(G, True, frozen)
     assert all(p.requires_grad != (n in frozen) for n, p in G.named_parameters())
-    sg.requires_grad(G, False)
+    common.requires_grad(G, False)
     assert not any(p.requires_grad for p in G.parameters())
 
 
 def test_stream_batches_are_reproducible_and_cover_the_data():
-    a = sg.stream_batches(10, 4, 5, seed=1, tick=1)  # 20 indices: two passes over 10 images
-    assert all(torch.equal(x, y) for x, y in zip(a, sg.stream_batches(10, 4, 5, seed=1, tick=1)))
+    a = common.stream_batches(10, 4, 5, seed=1, tick=1)  # 20 indices: two passes over 10 images
+    assert all(torch.equal(x, y) for x, y in zip(a, common.stream_batches(10, 4, 5, seed=1, tick=1)))
     flat = torch.cat(a)
     assert sorted(flat[:10].tolist()) == list(range(10)) and sorted(flat[10:].tolist()) == list(range(10))
-    nxt = torch.cat(sg.stream_batches(10, 4, 5, seed=1, tick=2))
+    nxt = torch.cat(common.stream_batches(10, 4, 5, seed=1, tick=2))
     assert sorted(nxt[:10].tolist()) == list(range(10))  # tick 2 starts the third pass
 
 
@@ -377,7 +383,7 @@ def test_init_from_loads_weights_and_freezing_freezes(tmp_path, data_dir, sg_run
 
 
 def test_init_from_without_freezing_starts_from_the_source(data_dir, sg_run):
-    task = sg.StyleGANTask(sg.StyleGANConfig(**TINY), torch.zeros(8, 1, 16, 16, dtype=torch.uint8), dataset="x")
+    task = sg_train.StyleGANTask(sg.StyleGANConfig(**TINY), torch.zeros(8, 1, 16, 16, dtype=torch.uint8), dataset="x")
     task.load_source(load_resume(sg_run / "resume.pt"))
     src = load_resume(sg_run / "resume.pt")["networks"]
     for name, net in task.networks().items():
@@ -469,7 +475,7 @@ def applied(layer):
 
 def test_import_matches_effective_weights():
     state = rosinality_v1_state()
-    G = sg.from_rosinality_v1(state, resolution=16)
+    G = sg_weights.from_rosinality_v1(state, resolution=16)
     assert G.config.widths == (16, 8, 8) and G.config.z_dim == 8 and G.config.mapping_layers == 2
     assert G.config.channels == 3
     eq = lambda w: w * math.sqrt(2 / (w.shape[1] * w[0][0].numel()))  # noqa: E731 their EqualLR
@@ -527,7 +533,7 @@ def test_import_weights_cli(tmp_path):
 def test_bundled_model_samples_right_after_install(tmp_path, monkeypatch):
     """No runs/ here: `sample stylegan` and `style-mix` use the bundled MNIST model, offline."""
     monkeypatch.chdir(tmp_path)
-    bundled = __import__("gencli.api", fromlist=["bundled_checkpoint"]).bundled_checkpoint("stylegan")
+    bundled = __import__("gencli.runs", fromlist=["bundled_checkpoint"]).bundled_checkpoint("stylegan")
     assert bundled is not None
     G, meta = load_model(bundled)
     assert meta["family"] == "stylegan" and G.config.resolution == 32 and G.config.channels == 1

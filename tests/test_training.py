@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 from conftest import tiny_train
 from gencli.checkpoint import load_model
 from gencli.cli import app
-from gencli.training import Progress
+from gencli.training.loop import TrainingHooks
 
 
-class InterruptAt(Progress):
+class InterruptAt(TrainingHooks):
     """Raise KeyboardInterrupt in the middle of an epoch, as Ctrl-C would."""
 
     def __init__(self, epoch, step):
@@ -57,7 +57,7 @@ def test_resume_extends_a_finished_run(tmp_path, data_dir):
 
 
 def test_cli_interrupt_exits_130_and_keeps_checkpoints(tmp_path, data_dir, monkeypatch):
-    import gencli.cli as cli
+    import gencli.cli.shared as cli
 
     monkeypatch.setattr(cli, "rich_progress", lambda: InterruptAt(epoch=2, step=1))
     result = CliRunner().invoke(app, ["train", "vae", "--epochs", "3", "--batch-size", "50", "--hidden", "32",
@@ -69,7 +69,8 @@ def test_cli_interrupt_exits_130_and_keeps_checkpoints(tmp_path, data_dir, monke
 
 def test_cosine_schedule_runs_from_lr_to_a_hundredth(data_dir):
     from gencli.data import load_idx_dataset
-    from gencli.models.vae import VAEConfig, VAETask
+    from gencli.models.vae import VAEConfig
+    from gencli.training.vae import VAETask
 
     train, test = load_idx_dataset("mnist", data_dir, download=False)
     lrs = {}
@@ -89,7 +90,8 @@ def test_cosine_schedule_runs_from_lr_to_a_hundredth(data_dir):
 
 def test_saved_model_is_the_weight_average(tmp_path, data_dir):
     from gencli.data import load_idx_dataset
-    from gencli.models.vae import VAEConfig, VAETask
+    from gencli.models.vae import VAEConfig
+    from gencli.training.vae import VAETask
 
     train, test = load_idx_dataset("mnist", data_dir, download=False)
     for decay in (0.0, 0.9):
@@ -107,4 +109,4 @@ def test_saved_model_is_the_weight_average(tmp_path, data_dir):
             d = 4 / 13
             assert all(torch.allclose(a, d * q + (1 - d) * p) for a, q, p in zip(averaged, previous, params))
             assert not all(torch.equal(a, b) for a, b in zip(averaged, before))
-        assert task.export()[0] is task.ema
+        assert task.exported_model()[0] is task.ema

@@ -1,6 +1,7 @@
 import torch
 
-from gencli.models.vae import VAE, VAEConfig, prior_samples
+from gencli.inference.vae import prior_samples
+from gencli.models.vae import VAE, VAEConfig
 
 
 def test_shapes_vae_and_cvae():

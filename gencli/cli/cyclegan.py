@@ -1,6 +1,5 @@
-"""CLI commands of the cyclegan family (registered on the apps of gencli.cli): `train cyclegan`,
-`translate`, `download`, `download-weights` and `import-weights cyclegan`. They parse, call
-gencli.models.cyclegan / gencli.download, and print; torch is imported inside the commands."""
+"""CLI commands of the cyclegan family: `train cyclegan`, `translate`, `download`, `download-weights` and
+`import-weights cyclegan`. They parse, call gencli.api and print."""
 
 from __future__ import annotations
 
@@ -10,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli import (DataDirOpt, DeviceName, DeviceOpt, app, console, distributed_job, fails_cleanly, import_app,
-                        report, rich_progress, stdout, train_app)
+from gencli.cli import shared
+from gencli.cli.shared import (DataDirOpt, DeviceName, DeviceOpt, app, distributed_job, download_bar, fails_cleanly,
+                               import_app, report, stdout, train_app, warn_skipped)
 
 
 class Direction(str, Enum):
@@ -36,25 +36,6 @@ class GanMode(str, Enum):
 
 
 BaseUrlOpt = Annotated[Optional[str], typer.Option(help="Mirror to download from instead of the official server (http, https or file URL of the folder).")]
-
-
-def warn_skipped(path: Path, message: str) -> None:
-    console.print(f"Warning: {message}; skipped", markup=False, soft_wrap=True)
-
-
-def download_bar(what: str):
-    """A rich progress bar for byte downloads; returns (callback, stop)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
-    bar = Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                   console=console, transient=True)
-    task = bar.add_task(what, total=None)
-    bar.start()
-
-    def update(done: int, total: int | None) -> None:
-        bar.update(task, completed=done, total=total)
-
-    return update, bar.stop
 
 
 # --- train ---------------------------------------------------------------------------------------------
@@ -84,15 +65,15 @@ def train_cyclegan(
     overwrite: Annotated[bool, typer.Option(help="Start again even if the run directory holds a model.")] = False,
 ) -> None:
     """Train a CycleGAN (two generators, two PatchGAN discriminators) on two unpaired image folders."""
-    from gencli.models.cyclegan import train
+    from gencli import api
 
     blocks = n_blocks if n_blocks is not None else (9 if image_size >= 256 else 6)
     with distributed_job(batch_size):
-        path = train(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf, n_blocks=blocks,
+        path = api.train_cyclegan(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf, n_blocks=blocks,
                      ndf=ndf, gan_mode=gan_mode.value, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
                      lr=lr, batch_size=batch_size, max_images=max_images, seed=seed, device=device.value,
                      precision=precision.value, channels_last=channels_last, resume=resume, overwrite=overwrite,
-                     progress=rich_progress(), on_skip=warn_skipped)
+                     progress=shared.rich_progress(), on_skip=warn_skipped)
         report(f"Model written to {path}")
 
 
@@ -111,9 +92,9 @@ def translate(
     device: DeviceOpt = DeviceName.auto,
 ) -> None:
     """Translate images of any size with a CycleGAN generator; the output keeps the input's size."""
-    from gencli.models.cyclegan import translate_files
+    from gencli import api
 
-    paths = translate_files(model, inputs, out=output, direction=direction.value, size=size, device=device.value,
+    paths = api.translate(model, inputs, out=output, direction=direction.value, size=size, device=device.value,
                             precision=precision.value, tile=tile, on_skip=warn_skipped)
     where = paths[0] if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} images)"
     stdout.print(f"Translated ({direction.value}) image{'s' if len(paths) > 1 else ''} written to {where}", markup=False)
@@ -131,12 +112,12 @@ def download(
     force: Annotated[bool, typer.Option(help="Replace the data set if it is already there.")] = False,
 ) -> None:
     """Download, verify and unpack an official CycleGAN data set into the data directory."""
-    from gencli.data import data_root
-    from gencli.download import download_dataset
+    from gencli import api
 
     update, stop = download_bar(f"{name}.zip")
     try:
-        folder = download_dataset(name, data_root(data_dir), base_url=base_url, md5=md5, force=force, progress=update)
+        folder = api.download_dataset(name, data_dir=data_dir, base_url=base_url, md5=md5, force=force,
+                                      progress=update)
     finally:
         stop()
     stdout.print(f"{name} unpacked into {folder}; train with: gencli train cyclegan --data {folder}", markup=False)
@@ -156,23 +137,17 @@ def download_weights(
     Files come from http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/NAME.pth. Each holds one
     direction; `monet2photo` then `style_monet` make one two-way monet2photo model.
     """
-    import tempfile
+    from gencli import api
 
-    from gencli.download import WEIGHTS, download_weights as fetch_weights
-    from gencli.models.cyclegan import import_official
-
-    default_name, default_direction = WEIGHTS.get(name, (name, "a2b"))
-    with tempfile.TemporaryDirectory(prefix="gencli-") as tmp:
-        update, stop = download_bar(f"{name}.pth")
-        try:
-            pth = fetch_weights(name, Path(tmp), base_url=base_url, progress=update)
-        finally:
-            stop()
-        path = import_official(pth, name=as_name or default_name,
-                               direction=direction.value if direction else default_direction, overwrite=overwrite)
-    model_name = as_name or default_name
-    stdout.print(f"Imported {name} as {model_name} ({direction.value if direction else default_direction}) into {path}; "
-                 f"use: gencli translate {model_name} IMAGE", markup=False)
+    update, stop = download_bar(f"{name}.pth")
+    try:
+        path, model_name, chosen = api.download_weights(name, as_name=as_name,
+                                                        direction=direction.value if direction else None,
+                                                        base_url=base_url, overwrite=overwrite, progress=update)
+    finally:
+        stop()
+    stdout.print(f"Imported {name} as {model_name} ({chosen}) into {path}; use: gencli translate {model_name} IMAGE",
+                 markup=False)
 
 
 @import_app.command("cyclegan")
@@ -190,7 +165,7 @@ def import_cyclegan(
     monet2photo (Monet to photo) and style_monet (photo to Monet); `gencli download-weights NAME` fetches
     and imports them. Importing the other direction under the same --name completes a two-way model.
     """
-    from gencli.models.cyclegan import import_official
+    from gencli import api
 
-    path = import_official(file, name=name, direction=direction.value, out=out, overwrite=overwrite)
+    path = api.import_cyclegan(file, name=name, direction=direction.value, out=out, overwrite=overwrite)
     stdout.print(f"Imported {file} ({direction.value}) into {path}", markup=False)

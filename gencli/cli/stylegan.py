@@ -1,7 +1,6 @@
-"""CLI commands of the stylegan family (registered on the apps of gencli.cli).
-
-torch and the model module are imported inside the commands, so `gencli --help` stays fast.
-"""
+"""CLI commands of the stylegan family: `train stylegan`, `style-mix`, `interpolate` and
+`import-weights stylegan` (`sample stylegan` is in gencli.cli.general). They parse, call gencli.api
+and print."""
 
 from __future__ import annotations
 
@@ -10,12 +9,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, app, console, distributed_job, fails_cleanly,
-                        import_app, parse_ints, report, rich_progress, stdout, train_app)
+from gencli.cli import shared
+from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, OutputOpt, app, distributed_job,
+                               fails_cleanly, import_app, parse_ints, report, stdout, train_app, warn_skipped)
 
 TruncationOpt = Annotated[float, typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it.")]
 NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise, the same for every image.")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG file to write.")]
 
 
 @train_app.command("stylegan")
@@ -52,20 +51,17 @@ def train_stylegan(
     overwrite: Annotated[bool, typer.Option(help="Start again even if the run directory holds a model.")] = False,
 ) -> None:
     """Train a StyleGAN (Karras et al. 2019) on digits or a folder of images; --init-from fine-tunes one."""
-    from gencli.models import stylegan
-
-    def skipped(path, message):
-        console.print(f"Warning: skipped {message}", markup=False, soft_wrap=True)
+    from gencli import api
 
     with distributed_job(batch_size):
-        path = stylegan.train(
+        path = api.train_stylegan(
             data=data, data_dir=data_dir, out=out, resolution=resolution,
             widths=parse_ints(widths, "--widths") if widths else None, z_dim=z_dim, w_dim=w_dim,
             mapping_layers=mapping_layers, style=style, skip_rgb=skip_rgb, tanh_output=tanh_output,
             mbstd_group=mbstd_group, batch_size=batch_size, lr=lr, r1_gamma=r1_gamma, r1_every=r1_every,
             mixing_prob=mixing_prob, ema_kimg=ema_kimg, kimg=kimg, epochs=epochs, tick_kimg=tick_kimg, mirror=mirror,
             init_from=init_from, freeze_mapping=freeze_mapping, freeze_d=freeze_d, seed=seed, device=device.value,
-            resume=resume, overwrite=overwrite, progress=rich_progress(), on_skip=skipped)
+            resume=resume, overwrite=overwrite, progress=shared.rich_progress(), on_skip=warn_skipped)
         report(f"Model written to {path}")
 
 
@@ -83,9 +79,8 @@ def style_mix(
 ) -> None:
     """The StyleGAN paper's style-mixing grid: coarse styles from the row seeds, fine from the columns."""
     from gencli import api
-    from gencli.models import stylegan
 
-    path = stylegan.style_mix_file(checkpoint=checkpoint, rows=api.parse_seeds(rows), cols=api.parse_seeds(cols),
+    path = api.style_mix(checkpoint=checkpoint, rows=api.parse_seeds(rows), cols=api.parse_seeds(cols),
                                    cutoff=cutoff, truncation=truncation, noise_seed=noise_seed,
                                    out=output or Path("stylegan_style_mix.png"), device=device.value)
     stdout.print(f"Style-mixing grid written to {path}", markup=False)
@@ -104,9 +99,8 @@ def interpolate(
 ) -> None:
     """A stylegan's images along straight lines in w space between seeds."""
     from gencli import api
-    from gencli.models import stylegan
 
-    path = stylegan.interpolate_file(checkpoint=checkpoint, seeds=api.parse_seeds(seeds), steps=steps,
+    path = api.interpolate(checkpoint=checkpoint, seeds=api.parse_seeds(seeds), steps=steps,
                                      truncation=truncation, noise_seed=noise_seed,
                                      out=output or Path("stylegan_interpolation.png"), device=device.value)
     stdout.print(f"Interpolation written to {path}", markup=False)
@@ -120,7 +114,7 @@ def import_stylegan(
     output: Annotated[Path, typer.Option("--output", "-o", help="gencli checkpoint to write.")] = Path("stylegan-imported.safetensors"),
 ) -> None:
     """Convert a StyleGAN (v1) generator from rosinality/style-based-gan-pytorch into a gencli checkpoint."""
-    from gencli.models import stylegan
+    from gencli import api
 
-    path = stylegan.import_weights(file, resolution=resolution, out=output)
+    path = api.import_stylegan(file, resolution=resolution, out=output)
     stdout.print(f"Checkpoint written to {path}; try `gencli sample stylegan -c {path}`", markup=False)

@@ -1,4 +1,4 @@
-"""The training loop shared by every family, with seeding, device choice and progress reporting.
+"""The training loop shared by every family.
 
 A family contributes a *task* object (see `Task`): its networks and optimizers, the batches of an
 epoch, one `train_step`, and `end_epoch` (evaluation and figures). The loop here owns everything
@@ -8,7 +8,6 @@ else: resume, metrics.jsonl, loss.png, atomic checkpoints after every epoch.
 from __future__ import annotations
 
 import json
-import random
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,26 +15,11 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from gencli import distributed
 from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, save_model, save_resume
-from gencli.errors import GencliError
+from gencli.images import plot_curves
 
 METRICS_FILE = "metrics.jsonl"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA when present, else the CPU; asking for CUDA without one is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise GencliError("--device cuda was asked for, but no CUDA GPU is available")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise GencliError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
 
 
 class Task(Protocol):
@@ -43,16 +27,19 @@ class Task(Protocol):
     config: Any
     seed: int
     curves: tuple[str, ...]  # metric keys drawn in loss.png
+    metadata: dict  # stored with the model (model.safetensors' "extra") and restored on resume
 
     def epoch_batches(self, epoch: int) -> list: ...  # index tensors, or tuples of them
     def train_step(self, batch) -> dict[str, float]: ...
     def end_epoch(self, epoch: int, run_dir: Path, final: bool) -> dict[str, float]: ...
     def networks(self) -> dict[str, nn.Module]: ...
     def optimizers(self) -> dict[str, Any]: ...
-    def export(self) -> tuple[nn.Module, dict]: ...
+    def exported_model(self) -> tuple[nn.Module, dict]: ...  # what model.safetensors holds, and its metadata
+    # Optional: task_state() -> dict and load_task_state(dict), small JSON state that resume needs
+    # besides the networks and optimizers (StyleGAN's last R1 value).
 
 
-class Progress:
+class TrainingHooks:
     """Hooks the loop calls; the CLI renders them with rich, the library default is silent."""
 
     def start(self, first_epoch: int, epochs: int) -> None: ...
@@ -79,13 +66,17 @@ def _write_metrics(run_dir: Path, rows: list[dict]) -> None:
 
 
 def training_state(task: Task, epoch: int) -> dict:
-    return {
+    """resume.pt: networks, optimizers, the RNG, the model metadata (key "extra") and the task's own state."""
+    state = {
         "epoch": epoch,
         "networks": {k: m.state_dict() for k, m in task.networks().items()},
         "optimizers": {k: o.state_dict() for k, o in task.optimizers().items()},
         "rng": torch.get_rng_state(),
-        "extra": json.dumps(task.export()[1]),
+        "extra": json.dumps(task.metadata),
     }
+    if hasattr(task, "task_state"):
+        state["task_state"] = json.dumps(task.task_state())
+    return state
 
 
 def restore_state(task: Task, state: dict) -> int:
@@ -94,23 +85,21 @@ def restore_state(task: Task, state: dict) -> int:
     for k, o in task.optimizers().items():
         o.load_state_dict(state["optimizers"][k])
     torch.set_rng_state(state["rng"])
-    if hasattr(task, "extra"):
-        task.extra = json.loads(state["extra"])
+    task.metadata = json.loads(state["extra"])
+    if hasattr(task, "load_task_state"):
+        task.load_task_state(json.loads(state.get("task_state", "{}")))
     return int(state["epoch"])
 
 
 def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_every: int = 10,
-        progress: Progress | None = None) -> Path:
+        progress: TrainingHooks | None = None) -> Path:
     """Train `task` up to `epochs` (counting epochs already done when resuming); returns the checkpoint path.
 
     After every epoch: one line in metrics.jsonl, model.safetensors and resume.pt (both atomic), so an
     interrupted run loses at most the epoch in progress.
     """
-    from gencli import distributed
-    from gencli.images import plot_curves
-
     main = distributed.world().is_main  # under torchrun only rank 0 writes and reports
-    progress = progress if progress is not None and main else Progress()
+    hooks = progress if progress is not None and main else TrainingHooks()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     done = 0
@@ -122,19 +111,19 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
         (run_dir / METRICS_FILE).unlink()
     distributed.barrier()
 
-    progress.start(done + 1, epochs)
+    hooks.start(done + 1, epochs)
     try:
         for epoch in range(done + 1, epochs + 1):
             # --- one pass over the training data ---
             batches = task.epoch_batches(epoch)
-            progress.epoch_start(epoch, len(batches))
+            hooks.epoch_start(epoch, len(batches))
             sums: dict[str, float] = {}
             t0 = time.perf_counter()
             for step, batch in enumerate(batches, 1):
                 logs = task.train_step(batch)
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
-                progress.step(step, logs, batch_images(batch))
+                hooks.step(step, logs, batch_images(batch))
             seconds = time.perf_counter() - t0
             metrics = {"epoch": epoch, **{f"train_{k}": v / max(len(batches), 1) for k, v in sums.items()}}
 
@@ -147,12 +136,12 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
                     f.write(json.dumps(metrics) + "\n")
                 if final or epoch % plot_every == 0:
                     plot_curves(read_metrics(run_dir), task.curves, run_dir / "loss.png", title=task.family)
-                model, extra = task.export()
+                model, metadata = task.exported_model()
                 save_model(run_dir / MODEL_FILE, task.family, model, task.config, epoch=epoch, seed=task.seed,
-                           extra=extra)
+                           extra=metadata)
                 save_resume(run_dir / RESUME_FILE, training_state(task, epoch))
-                progress.epoch_end(epoch, metrics)
+                hooks.epoch_end(epoch, metrics)
             distributed.barrier()
     finally:
-        progress.stop()
+        hooks.stop()
     return run_dir / MODEL_FILE

@@ -1,0 +1,109 @@
+"""The CycleGAN commands: train, translate, download (data sets), download-weights and import-weights."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from gencli import distributed, download
+from gencli.api.common import check_positive
+from gencli.data import data_root
+from gencli.errors import GencliError
+from gencli.inference import cyclegan as inference
+from gencli.models.cyclegan import check_direction
+from gencli.runs import find_checkpoint, open_model, path_argument
+from gencli.training import cyclegan as training
+from gencli.training.loop import TrainingHooks
+from gencli.weights import cyclegan as weights
+
+OnSkip = Callable[[Path, str], None]
+
+
+def train_cyclegan(data: str | Path, *, data_dir: str | Path | None = None, out: str | Path | None = None,
+                   epochs: int = 200, image_size: int = 256, ngf: int = 64, n_blocks: int = 9, ndf: int = 64,
+                   gan_mode: str = "lsgan", lambda_cycle: float = 10.0, lambda_identity: float = 0.5,
+                   lr: float = 2e-4, batch_size: int = 1, max_images: int | None = None, seed: int = 0,
+                   device: str = "auto", precision: str = "fp32", channels_last: bool = False, resume: bool = False,
+                   overwrite: bool = False, progress: TrainingHooks | None = None, on_skip: OnSkip | None = None
+                   ) -> Path:
+    """Train a CycleGAN on the unpaired folders of `data` (a name in the data directory or a folder);
+    returns runs/<data name>/model.safetensors (or the one in `out`). With `resume`, the architecture,
+    seed and image subset come from the run being continued."""
+    check_positive(epochs=epochs, image_size=image_size, ngf=ngf, ndf=ndf, lr=lr, batch_size=batch_size,
+                   n_blocks=n_blocks)
+    if max_images is not None and max_images <= 0:
+        raise GencliError(f"--max-images must be positive, got {max_images}")
+    if image_size % 4 or image_size < 32:
+        raise GencliError(f"--image-size must be a multiple of 4 and at least 32, got {image_size}")
+    if gan_mode not in ("lsgan", "vanilla"):
+        raise GencliError(f"unknown --gan-mode {gan_mode!r}; use lsgan or vanilla")
+    if precision == "fp16":  # would need loss scaling; bf16 has fp32's range and needs none
+        raise GencliError("training supports --precision fp32 or bf16 (fp16 is for translate)")
+    if precision not in ("fp32", "bf16"):
+        raise GencliError(f"unknown --precision {precision!r}; use fp32 or bf16")
+    return training.train(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf,
+                          n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode, lambda_cycle=lambda_cycle,
+                          lambda_identity=lambda_identity, lr=lr, batch_size=batch_size, max_images=max_images,
+                          seed=seed, device=device, precision=precision, channels_last=channels_last,
+                          resume=resume, overwrite=overwrite, progress=progress, on_skip=on_skip)
+
+
+def translate(model: str | Path, inputs: list[Path], *, out: Path | None = None, direction: str = "a2b",
+              size: int | None = None, device: str = "cpu", precision: str = "fp32", tile: int = 512,
+              on_skip: OnSkip | None = None) -> list[Path]:
+    """Translate image files and folders with the cyclegan `model` (a name: runs/NAME, an imported or a
+    bundled model; or a checkpoint path); returns the written paths."""
+    check_direction(direction)
+    if precision not in inference.PRECISIONS:
+        raise GencliError(f"unknown precision {precision!r}; use {', '.join(inference.PRECISIONS)}")
+    if size is not None and size < 4:
+        raise GencliError(f"--size must be at least 4, got {size}")
+    if tile < 64:
+        raise GencliError(f"--tile must be at least 64, got {tile}")
+    dev = distributed.resolve_device(device)
+    if precision == "fp16" and dev.type == "cpu":
+        raise GencliError("fp16 needs a CUDA GPU; on the CPU use --precision bf16")
+    hint = (f"train it (gencli train cyclegan --data {model}), or fetch official weights "
+            "(gencli download-weights NAME)")
+    path = find_checkpoint(str(model), path_argument(model), hint=hint)
+    if path.suffix in (".pth", ".pt"):
+        raise GencliError(f"{path} is a PyTorch file; convert it first: "
+                          f"gencli import-weights cyclegan {path} --name NAME")
+    net, _ = open_model("translate", None, path, dev)
+    if direction not in net.config.directions:
+        raise GencliError(f"this model only translates {net.config.directions[0]}; it holds no {direction} "
+                          "generator (import the other direction's weights under the same --name)")
+    return inference.translate_files(net, inputs, out=out, direction=direction, size=size, precision=precision,
+                                     tile=tile, on_skip=on_skip)
+
+
+def import_cyclegan(pth: str | Path, *, name: str | None = None, direction: str = "a2b",
+                    out: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Convert an official generator .pth into a cyclegan checkpoint (see gencli.weights.cyclegan)."""
+    return weights.import_official(pth, name=name, direction=direction, out=out, overwrite=overwrite)
+
+
+def export_fp16(checkpoint: str | Path, out: str | Path) -> Path:
+    """A cyclegan checkpoint with float16 generators (half the size), as bundled in assets/."""
+    return weights.export_fp16(checkpoint, out)
+
+
+def download_dataset(name: str, *, data_dir: str | Path | None = None, base_url: str | None = None,
+                     md5: str | None = None, force: bool = False,
+                     progress: download.ByteProgress | None = None) -> Path:
+    """Download, verify and unpack an official CycleGAN data set into the data directory; returns its folder."""
+    return download.download_dataset(name, data_root(data_dir), base_url=base_url, md5=md5, force=force,
+                                     progress=progress)
+
+
+def download_weights(name: str, *, as_name: str | None = None, direction: str | None = None,
+                     base_url: str | None = None, overwrite: bool = False,
+                     progress: download.ByteProgress | None = None) -> tuple[Path, str, str]:
+    """Download an official pretrained generator and import it; returns (checkpoint, model name, direction)."""
+    default_name, default_direction = download.WEIGHTS.get(name, (name, "a2b"))
+    model_name, direction = as_name or default_name, direction or default_direction
+    with tempfile.TemporaryDirectory(prefix="gencli-") as tmp:
+        pth = download.download_weights(name, Path(tmp), base_url=base_url, progress=progress)
+        path = weights.import_official(pth, name=model_name, direction=direction, overwrite=overwrite)
+    return path, model_name, direction

@@ -1,0 +1,1 @@
+"""Using trained models: sampling, grids, translation and evaluation, one module per family."""

@@ -1,0 +1,1 @@
+"""Training: the loop every family shares (loop.py), shared pieces (common.py) and one task per family."""

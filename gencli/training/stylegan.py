@@ -1,0 +1,295 @@
+"""Training a StyleGAN (Karras et al. 2019, App. C): non-saturating logistic loss, lazy R1, style-mixing
+regularization, a moving average of G, and transfer learning (--init-from, Freeze-D). The network names
+are in gencli.models.stylegan. Training length is counted in ticks of `tick_kimg` thousand images, which
+the training loop runs as its epochs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gencli import distributed
+from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, read_metadata
+from gencli.data import IDX_DATASETS, load_training_images
+from gencli.errors import ConfigError, GencliError
+from gencli.images import save_grid
+from gencli.inference.stylegan import generate
+from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
+from gencli.models.stylegan import Discriminator, Generator, StyleGANConfig, default_widths
+from gencli.registry import config_from_dict
+from gencli.runs import OPTIONS_FILE, prepare_run_dir, resumed_run, write_options
+from gencli.training.common import accumulate, requires_grad, seed_everything, shard, stream_batches
+from gencli.training.loop import TrainingHooks, fit
+
+
+def frozen_names(G: Generator, D: Discriminator, freeze_mapping: bool, freeze_d: int) -> tuple[frozenset, frozenset]:
+    """Parameter names kept fixed: G's mapping network; D's from-RGB and first `freeze_d` blocks
+    (Freeze-D, Mo et al. 2020: the layers next to the input)."""
+    if not 0 <= freeze_d <= len(D.blocks):
+        raise ConfigError("freeze_d", f"must be between 0 and {len(D.blocks)} (D's blocks), got {freeze_d}")
+    g = {n for n, _ in G.named_parameters() if freeze_mapping and n.startswith("mapping.")}
+    prefixes = (["from_rgb."] if freeze_d else []) + [f"blocks.{i}." for i in range(freeze_d)]
+    d = {n for n, _ in D.named_parameters() if n.startswith(tuple(prefixes))} if prefixes else set()
+    return frozenset(g), frozenset(d)
+
+
+def draw_latents(G: Generator, batch: int, mixing_prob: float, generator: torch.Generator) -> dict:
+    """Generator inputs for `batch` images from `generator`: z, per-layer noise, and (with probability
+    `mixing_prob`, style-mixing regularization, Sec. 3.1) a second z taking over from a random cutoff."""
+    dev = generator.device
+    z = torch.randn(2, batch, G.config.z_dim, generator=generator, device=dev)
+    noise = [torch.randn(batch, 1, r, r, generator=generator, device=dev) for r in G.synthesis.layer_resolutions]
+    mix = bool(torch.rand((), generator=generator, device=dev) < mixing_prob)
+    cutoff = int(torch.randint(1, G.num_ws, (), generator=generator, device=dev))
+    return {"z": z[0], "noise": noise, "mix_z": z[1] if mix else None, "cutoff": cutoff if mix else None}
+
+
+class StyleGANTask:
+    """What gencli.training.loop.fit needs for StyleGAN. The loop's epochs are ticks of `tick_images`
+    images (the unit of StyleGAN's training length, as in the official code).
+
+    Networks: G (trained), D, G_ema (the moving average of G, used for every output). Every random draw
+    of a step (z, noise, mixing, flips) comes from a generator seeded by (seed, step) for the global
+    batch, of which each torchrun process takes its share: the run is the same whatever the number of
+    processes, and resume needs no random state.
+    """
+
+    curves = ("train_d_loss", "train_g_loss")
+    family = "stylegan"
+    ema_rampup = 0.05  # EMA half-life at most 5% of the images seen so far (StyleGAN2-ADA): early samples move
+
+    def __init__(self, config: StyleGANConfig, images: torch.Tensor, *, dataset: str, batch_size: int = 32,
+                 lr: float = 0.001, r1_gamma: float = 0.0064, r1_every: int = 16, mixing_prob: float = 0.9,
+                 ema_kimg: float = 10.0, tick_images: int = 4000, mirror: bool = False,
+                 freeze_mapping: bool = False, freeze_d: int = 0, seed: int = 0, device="cpu"):
+        self.config, self.seed, self.device = config, seed, torch.device(device)
+        self.world = distributed.world()
+        self.images = images.to(self.device)  # uint8 (N, C, H, W)
+        self.batch_size, self.r1_gamma, self.r1_every = batch_size, r1_gamma, r1_every
+        self.mixing_prob, self.ema_kimg, self.mirror = mixing_prob, ema_kimg, mirror
+        self.global_batch = batch_size * self.world.world_size
+        self.steps_per_tick = max(1, round(tick_images / self.global_batch))
+        self.G = Generator(config).to(self.device)
+        self.D = Discriminator(config).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval()  # the moving average of G: model.safetensors holds it
+        requires_grad(self.G_ema, False)
+        self.frozen_g, self.frozen_d = frozen_names(self.G, self.D, freeze_mapping, freeze_d)
+        requires_grad(self.G, True, self.frozen_g)  # before wrapping: DDP leaves frozen parameters out
+        requires_grad(self.D, True, self.frozen_d)
+        self.G_train, self.D_train = distributed.wrap(self.G, self.device), distributed.wrap(self.D, self.device)
+        # Frozen parameters are left out of the optimizers as well, so nothing can move them.
+        # Lazy R1 (StyleGAN2 App. B): D is also stepped on every r1_every-th batch, so its Adam
+        # learning rate and betas are rescaled by c = k / (k + 1) to keep the same effective values.
+        c = r1_every / (r1_every + 1)
+        self.g_opt = torch.optim.Adam([p for n, p in self.G.named_parameters() if n not in self.frozen_g],
+                                      lr=lr, betas=(0.0, 0.99), eps=1e-8)
+        self.d_opt = torch.optim.Adam([p for n, p in self.D.named_parameters() if n not in self.frozen_d],
+                                      lr=lr * c, betas=(0.0, 0.99**c), eps=1e-8)
+        self.step = 0
+        self.sample_seeds = list(range(64))
+        self.metadata: dict = {"dataset": dataset}
+        self.last_r1 = 0.0  # logged on the steps between lazy R1 evaluations
+
+    def load_source(self, state: dict) -> None:
+        """Transfer learning: G, D and G_ema from another run's resume state (optimizers start afresh)."""
+        for name, net in self.networks().items():
+            try:
+                net.load_state_dict(state["networks"][name])
+            except (KeyError, RuntimeError):
+                raise GencliError(f"--init-from: the source run's {name} does not match its stylegan config") from None
+
+    # -- the Task protocol --
+
+    def epoch_batches(self, tick: int) -> list[tuple[torch.Tensor, int]]:
+        """(this process's image indices, global step number) for every step of tick `tick`."""
+        first = (tick - 1) * self.steps_per_tick
+        self.step = first
+        batches = stream_batches(len(self.images), self.global_batch, self.steps_per_tick, self.seed, tick)
+        return [(self._shard(idx), first + k + 1) for k, idx in enumerate(batches)]
+
+    def _shard(self, inputs):
+        return shard(inputs, self.world.rank, self.world.world_size)
+
+    def _draw(self, generator: torch.Generator) -> dict:
+        return self._shard(draw_latents(self.G, self.global_batch, self.mixing_prob, generator))
+
+    def real_batch(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = self.images[idx.to(self.device)].float() / 127.5 - 1  # uint8 -> [-1, 1]
+        if self.mirror:  # x-flips, as the paper does for FFHQ: doubles a small data set
+            flip = torch.rand(self.global_batch, generator=generator, device=generator.device)
+            flip = self._shard(flip < 0.5).to(self.device)
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        return x
+
+    def train_step(self, batch: tuple[torch.Tensor, int]) -> dict[str, float]:
+        idx, self.step = batch
+        G, D = self.G, self.D
+        rng = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.step)
+        real = self.real_batch(idx, rng)
+        logs = {}
+
+        # --- D: logistic loss on real images and (detached) fakes ---
+        requires_grad(G, False)
+        requires_grad(D, True, self.frozen_d)
+        with torch.no_grad():
+            latents = self._draw(rng)
+            fake = G(latents.pop("z"), **latents)
+        real_pred, fake_pred = self.D_train(real), self.D_train(fake)
+        d_loss = d_logistic_loss(real_pred, fake_pred)
+        self.d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_opt.step()
+        logs.update(d_loss=d_loss.item(), real_score=real_pred.mean().item(), fake_score=fake_pred.mean().item())
+
+        # --- D: lazy R1 penalty, gamma / 2 * E||grad D(x)||^2, every r1_every batches, scaled up to match ---
+        if self.r1_gamma > 0 and self.step % self.r1_every == 0:
+            real.requires_grad_(True)
+            real_pred = self.D_train(real)
+            r1 = d_r1_loss(real_pred, real)
+            self.d_opt.zero_grad(set_to_none=True)
+            # R1 is a gradient with respect to the input, which does not depend on D's last bias:
+            # `0 * real_pred.mean()` gives that bias a zero gradient, since DistributedDataParallel expects
+            # one for every parameter it wraps and would wait for it (rosinality's train.py does the same).
+            (self.r1_gamma / 2 * r1 * self.r1_every + 0 * real_pred.mean()).backward()
+            self.d_opt.step()
+            self.last_r1 = r1.item()
+        logs["r1"] = self.last_r1  # the last computed value
+
+        # --- G: non-saturating loss through a frozen D (D itself, not its DDP wrapper: no D gradients) ---
+        requires_grad(G, True, self.frozen_g)
+        requires_grad(D, False)
+        latents = self._draw(rng)
+        images, w = self.G_train(latents.pop("z"), **latents, return_w=True)
+        g_loss = g_nonsaturating_loss(D(images))
+        self.g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_opt.step()
+        logs["g_loss"] = g_loss.item()
+
+        # --- running mean of w (beta 0.995, App. C) over the global batch, and the EMA generator ---
+        with torch.no_grad():
+            G.w_avg.copy_(distributed.all_mean(w.detach().float().mean(0)).lerp(G.w_avg, 0.995))
+        images_seen = self.step * self.global_batch
+        ema_images = min(self.ema_kimg * 1000, images_seen * self.ema_rampup)
+        accumulate(self.G_ema, G, 0.5 ** (self.global_batch / max(ema_images, 1e-8)))
+        return logs
+
+    def end_epoch(self, tick: int, run_dir: Path, final: bool) -> dict[str, float]:
+        save_grid(generate(self.G_ema, self.sample_seeds), Path(run_dir) / "samples" / f"epoch_{tick:03d}.png", nrow=8)
+        kimg = self.step * self.global_batch / 1000
+        self.metadata["kimg"] = kimg
+        return {"kimg": kimg}
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.g_opt, "D": self.d_opt}
+
+    def exported_model(self) -> tuple[nn.Module, dict]:
+        return self.G_ema, self.metadata
+
+    def task_state(self) -> dict:
+        return {"last_r1": self.last_r1}
+
+    def load_task_state(self, state: dict) -> None:
+        # Runs written before task_state existed kept the last R1 in the model metadata.
+        legacy = self.metadata.pop("r1", 0.0)
+        self.last_r1 = state.get("last_r1", legacy)
+
+
+def auto_r1_gamma(resolution: int, batch_size: int) -> float:
+    """StyleGAN2-ADA's heuristic gamma = 0.0002 res^2 / batch (Karras et al. 2020b): small for small images."""
+    return 0.0002 * resolution**2 / batch_size
+
+
+def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | None = None,
+          widths: tuple[int, ...] | None = None, z_dim: int | None = None, w_dim: int | None = None,
+          mapping_layers: int | None = None, style: str | None = None, skip_rgb: bool | None = None,
+          tanh_output: bool | None = None, mbstd_group: int | None = None, batch_size: int = 32, lr: float = 0.001,
+          r1_gamma: float | None = None, r1_every: int = 16, mixing_prob: float = 0.9, ema_kimg: float = 10.0,
+          kimg: float | None = None, ticks: int | None = None, tick_kimg: float = 4.0, mirror: bool | None = None,
+          init_from=None, freeze_mapping: bool = False, freeze_d: int = 0, seed: int = 0, device: str = "auto",
+          resume: bool = False, overwrite: bool = False, progress: TrainingHooks | None = None,
+          on_skip=None) -> Path:
+    """Train a StyleGAN (options checked by gencli.api.train_stylegan); returns the path of
+    model.safetensors (the EMA generator) in the run directory.
+
+    Length: `kimg` thousand images in all, or `ticks` ticks of `tick_kimg` thousand images each (default
+    100 kimg). Architecture options left as None take the defaults, or with `init_from` the source run's
+    values. On `resume`, the architecture comes from the run's model and every other option but the
+    length and the device from its options.json.
+    """
+    run_dir = prepare_run_dir("stylegan", out, resume, overwrite)
+    length = {"kimg": kimg, "epochs": ticks}  # "epochs": the option is --epochs (ticks)
+    source = None
+    if resume:
+        run = resumed_run(run_dir, "stylegan")
+        if not run.options:
+            raise GencliError(f"nothing to resume: {run_dir / OPTIONS_FILE} does not exist")
+        config, options = config_from_dict(StyleGANConfig, run.config), run.options
+    else:
+        digits = data in IDX_DATASETS  # 1-channel digits (padded to 32 px) rather than a folder of images
+        channels = 1 if digits else 3
+        arch = dict(resolution=resolution, widths=widths, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
+                    style=style, skip_rgb=skip_rgb, tanh_output=tanh_output, mbstd_group=mbstd_group)
+        if init_from is not None:
+            source_path = Path(init_from)
+            source_path = source_path / MODEL_FILE if source_path.is_dir() else source_path
+            meta = read_metadata(source_path)
+            if meta["family"] != "stylegan":
+                raise GencliError(f"--init-from: {source_path} holds a {meta['family']} model, not stylegan")
+            base = config_from_dict(StyleGANConfig, meta["config"])
+            clash = [k for k, v in arch.items() if v is not None and v != getattr(base, k)]
+            if clash:
+                raise GencliError(f"--init-from fixes the architecture; drop --{clash[0].replace('_', '-')}")
+            source = load_resume(source_path.parent / RESUME_FILE)
+            config_values = asdict(base)
+        else:
+            res = resolution or 32
+            config_values = dict(resolution=res, widths=tuple(widths) if widths else default_widths(res),
+                                 **{k: v for k, v in arch.items() if k not in ("resolution", "widths") and v is not None})
+            config_values["channels"] = channels
+            # Defaults for digits (the measurements are in the README): tanh for their flat black
+            # background, and one minibatch-stddev group per batch of up to 32 (StyleGAN2-ADA's CIFAR setting).
+            config_values.setdefault("tanh_output", digits)
+            config_values.setdefault("mbstd_group", min(batch_size, 32))
+        if config_values["channels"] != channels:
+            raise GencliError(f"the source model makes {config_values['channels']}-channel images, "
+                              f"but {data} has {channels}")
+        config = StyleGANConfig(**config_values)
+        options = {
+            "family": "stylegan", "data": str(data), "batch_size": batch_size, "lr": lr,
+            "r1_gamma": auto_r1_gamma(config.resolution, batch_size) if r1_gamma is None else r1_gamma,
+            "r1_every": r1_every, "mixing_prob": mixing_prob, "ema_kimg": ema_kimg, "tick_kimg": tick_kimg,
+            "mirror": not digits if mirror is None else mirror,
+            "init_from": str(init_from) if init_from is not None else None, "freeze_mapping": freeze_mapping,
+            "freeze_d": freeze_d, "seed": seed, "config": asdict(config),
+        }
+    if length["kimg"] is None and length["epochs"] is None:
+        length["kimg"] = 100.0
+    tick = options["tick_kimg"]
+    total_ticks = length["epochs"] if length["epochs"] is not None else math.ceil(length["kimg"] / tick - 1e-9)
+    if total_ticks <= 0:
+        raise GencliError("--kimg and --epochs must be positive")
+
+    dev = distributed.init(distributed.resolve_device(device))
+    seed_everything(options["seed"])
+    images = load_training_images(options["data"], data_dir, config.resolution, on_skip)
+    task = StyleGANTask(config, images, dataset=options["data"], batch_size=options["batch_size"], lr=options["lr"],
+                        r1_gamma=options["r1_gamma"], r1_every=options["r1_every"],
+                        mixing_prob=options["mixing_prob"], ema_kimg=options["ema_kimg"],
+                        tick_images=round(tick * 1000), mirror=options["mirror"],
+                        freeze_mapping=options["freeze_mapping"], freeze_d=options["freeze_d"],
+                        seed=options["seed"], device=dev)
+    if source is not None:
+        task.load_source(source)
+    options.update(device=str(dev), images=len(images), **{f"last_{k}": v for k, v in length.items()})
+    write_options(run_dir, options)
+    return fit(task, run_dir, epochs=total_ticks, resume=resume, progress=progress)

@@ -1,0 +1,1 @@
+"""Published weights converted into gencli checkpoints, and exports."""
