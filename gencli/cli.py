@@ -312,6 +312,7 @@ def info(checkpoint: Annotated[Path, typer.Argument(help="A gencli .safetensors 
 
 # Commands of the other families live beside this file; importing them registers them on `app`.
 from gencli import cli_cyclegan, cli_stylegan  # noqa: E402,F401
+from gencli.serve.cli import add_serve_command; add_serve_command(app)  # noqa: E402,E702
 
 
 def main() -> None:
