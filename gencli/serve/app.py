@@ -1,0 +1,154 @@
+"""The web app of `gencli serve`: one static page and a small JSON/PNG API over `ModelStore`.
+
+Image endpoints answer a PNG with two headers: `X-Gencli-Command`, the command that writes the same
+file, and `Content-Disposition`, the file name it writes. Clients name models only by the ids that
+GET /api/models lists.
+
+Requests run on the server's thread pool. Translations are slow (seconds), so at most one runs at a
+time (`TRANSLATION_SLOTS`); another one meanwhile gets 429 at once instead of waiting in the pool,
+and the fast views (a latent point, a StyleGAN seed) keep their own threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from gencli import __version__
+from gencli.errors import GencliError
+from gencli.serve.models import (MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, MAX_UPLOAD_BYTES, NotFound, Picture, ModelStore,
+                                 UploadError)
+
+TRANSLATION_SLOTS = 1  # translations running at once; more get 429
+STATIC = Path(str(resources.files("gencli.serve").joinpath("static")))
+
+Seed = Annotated[int, Query(ge=0, le=2**32 - 1, description="Seed of z and the noise.")]
+Truncation = Annotated[float, Query(ge=0, le=1, description="Truncation psi; 1 disables it.")]
+Label = Annotated[Optional[int], Query(ge=0, le=99, description="The digit to condition on (cvae).")]
+
+
+def picture_response(picture: Picture) -> Response:
+    command = picture.command.encode("latin-1", "replace").decode("latin-1")  # header values are latin-1
+    return Response(picture.png, media_type="image/png", headers={
+        "X-Gencli-Command": command,
+        "Content-Disposition": f'inline; filename="{picture.filename}"',
+        "Cache-Control": "no-store",
+    })
+
+
+def create_app(store: ModelStore) -> FastAPI:
+    """The app over `store`; `store` decides the device, the runs folder and the data directory."""
+    app = FastAPI(title="gencli", version=__version__, docs_url="/api/docs", redoc_url=None)
+    app.state.store = store
+    translations = threading.BoundedSemaphore(TRANSLATION_SLOTS)
+
+    @app.exception_handler(NotFound)
+    def not_found(request: Request, error: NotFound):
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(UploadError)
+    def bad_upload(request: Request, error: UploadError):
+        return JSONResponse({"detail": str(error)}, status_code=error.status)
+
+    @app.exception_handler(GencliError)
+    def bad_request(request: Request, error: GencliError):
+        return JSONResponse({"detail": str(error)}, status_code=400)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/models")
+    def models() -> dict:
+        """Every model the server offers: run folders, imported and bundled models, with their family;
+        `default` marks the one the CLI uses without --checkpoint."""
+        return {"version": __version__, "device": str(store.device), "models": store.describe(),
+                "limits": {"max_upload_bytes": MAX_UPLOAD_BYTES, "max_image_pixels": MAX_IMAGE_PIXELS,
+                           "max_image_side": MAX_IMAGE_SIDE}}
+
+    # --- VAE and CVAE ------------------------------------------------------------------------------------
+
+    @app.get("/api/vae/{model_id}/scatter")
+    def vae_scatter(model_id: str) -> dict:
+        """Test-set latent means (dimensions 0 and 1) and their labels; computed once, then cached."""
+        store.entry(model_id, ("vae", "cvae"))  # 404 before looking for data
+        try:
+            return store.vae_scatter(model_id)
+        except NotFound:
+            raise
+        except GencliError as e:  # no test set on this machine: the plane works without the scatter
+            raise HTTPException(404, f"no latent scatter: {e}") from None
+
+    @app.get("/api/vae/{model_id}/decode")
+    def vae_decode(model_id: str, x: Annotated[float, Query(ge=-1e3, le=1e3)],
+                   y: Annotated[float, Query(ge=-1e3, le=1e3)], label: Label = None) -> Response:
+        """The image decoded from the latent point (x, y)."""
+        return picture_response(store.vae_point(model_id, x, y, label))
+
+    @app.get("/api/vae/{model_id}/grid")
+    def vae_grid(model_id: str, steps: Annotated[int, Query(ge=2, le=24)] = 8, label: Label = None) -> Response:
+        """`gencli latent-grid`: steps x steps images over the test set's latent range."""
+        return picture_response(store.vae_grid(model_id, steps, label))
+
+    # --- StyleGAN ----------------------------------------------------------------------------------------
+
+    @app.get("/api/stylegan/{model_id}/image")
+    def stylegan_image(model_id: str, seed: Seed = 0, truncation: Truncation = 0.7) -> Response:
+        return picture_response(store.stylegan_image(model_id, seed, truncation))
+
+    @app.get("/api/stylegan/{model_id}/mix")
+    def stylegan_mix(model_id: str, row: Seed = 0, col: Seed = 1, cutoff: Annotated[int, Query(ge=0, le=64)] = 4,
+                     truncation: Truncation = 0.7) -> Response:
+        """Coarse styles (layers below `cutoff`) from seed `row`, fine ones from seed `col`."""
+        return picture_response(store.stylegan_mix(model_id, row, col, cutoff, truncation))
+
+    @app.get("/api/stylegan/{model_id}/interpolate")
+    def stylegan_interpolate(model_id: str, start: Seed = 0, end: Seed = 1,
+                             steps: Annotated[int, Query(ge=2, le=16)] = 8, truncation: Truncation = 0.7) -> Response:
+        return picture_response(store.stylegan_interpolation(model_id, start, end, steps, truncation))
+
+    # --- CycleGAN ----------------------------------------------------------------------------------------
+
+    @app.post("/api/cyclegan/{model_id}/translate")
+    async def cyclegan_translate(request: Request, model_id: str,
+                                 direction: Annotated[str, Query(pattern="^(a2b|b2a)$")] = "a2b",
+                                 filename: Annotated[str, Query(max_length=255)] = "upload.png",
+                                 precision: Annotated[str, Query(pattern="^(fp32|bf16|fp16)$")] = "fp32") -> Response:
+        """Translate the image sent as the request body (raw bytes, any common format)."""
+        store.entry(model_id, ("cyclegan",))
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+            raise UploadError(f"the upload is {int(declared) / 2**20:.1f} MiB; the limit is "
+                              f"{MAX_UPLOAD_BYTES // 2**20} MiB", 413)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_UPLOAD_BYTES:
+                raise UploadError(f"the upload is over the limit of {MAX_UPLOAD_BYTES // 2**20} MiB", 413)
+        if not translations.acquire(blocking=False):
+            return JSONResponse({"detail": "a translation is already running; try again when it has finished"},
+                                status_code=429, headers={"Retry-After": "2"})
+        try:
+            picture = await run_in_threadpool(store.cyclegan_translate, model_id, bytes(body), direction, filename,
+                                             precision)
+        finally:
+            translations.release()
+        return picture_response(picture)
+
+    return app
+
+
+def run(store: ModelStore, host: str, port: int) -> None:
+    """Serve until Ctrl-C."""
+    import uvicorn
+
+    uvicorn.run(create_app(store), host=host, port=port, log_level="warning")

@@ -1,0 +1,383 @@
+"""What the server does with models: list them by id, load and cache them, and turn requests into PNGs.
+
+This is the only module of `gencli.serve` that reaches into the rest of gencli. Its touch points are
+the names imported in the block below (finding checkpoints, loading them, the families' inference
+functions, image helpers); when those move, only that block changes.
+
+Every image that a CLI command can make is made here with the command's own library functions and
+saved by the same image helper, so the PNG served is byte for byte the file the command writes; each
+`Picture` carries that command. A decoded latent point has no command of its own, so its `command` is
+the equivalent Python one-liner.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shlex
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+# --- touch points with the rest of gencli ---------------------------------------------------------
+from gencli import api  # find_checkpoint (the CLI's default model), latent_grid
+from gencli.checkpoint import MODEL_FILE, load_model, read_metadata
+from gencli.data import load_idx_dataset, open_rgb
+from gencli.errors import GencliError
+from gencli.images import save_grid, to_pil, to_unit
+from gencli.inference import cyclegan, stylegan
+from gencli.models.cyclegan import DIRECTIONS
+from gencli.runs import find_checkpoint, models_dir
+from gencli.distributed import resolve_device
+
+BUNDLED_PACKAGE = "gencli.assets"  # where the bundled *.safetensors are shipped
+imported_models_dir = models_dir  # imported (converted) models: <dir>/NAME.safetensors
+
+
+def find_named_model(name: str) -> Path:
+    """How `gencli translate NAME` resolves NAME."""
+    return find_checkpoint(name)
+# ---------------------------------------------------------------------------------------------------
+
+# Upload limits of the CycleGAN view. Above 1024 x 1024 pixels a translation goes tile by tile (as in
+# `gencli translate`), so memory stays bounded; the pixel limit bounds the time (about a minute per
+# 4 M pixels on two CPU cores), the byte limit what a request may make the server hold.
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE  # 16.8 M pixels
+TRANSLATE_TILE = 512  # `gencli translate --tile` default
+
+VAE_FAMILIES = ("vae", "cvae")
+SOURCES = ("run", "imported", "bundled")  # listing order: the user's own models first
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # names that make ids (and shell words) as they are
+
+
+class NotFound(GencliError):
+    """An id the server did not list, or a model of another family than the view needs."""
+
+
+class UploadError(GencliError):
+    """An upload that is not an image within the limits; `status` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str  # "SOURCE:NAME", the only way a client names a model
+    name: str
+    source: str  # run (a folder under the runs directory), imported or bundled
+    family: str
+    path: Path
+    meta: dict = field(compare=False, repr=False)
+
+    def describe(self, default: bool) -> dict:
+        config = self.meta["config"]
+        info: dict = {}
+        if self.family in VAE_FAMILIES:
+            extra = self.meta["extra"]
+            info = {"latent_dim": config["latent_dim"], "num_classes": config["num_classes"],
+                    "latent_min": extra.get("latent_min"), "latent_max": extra.get("latent_max"),
+                    "dataset": extra.get("dataset", "mnist")}
+        elif self.family == "stylegan":
+            info = {"resolution": config["resolution"], "num_ws": 2 * len(config["widths"]),
+                    "conditional": False}  # gencli's StyleGAN has no class-conditional variant
+        elif self.family == "cyclegan":
+            a, _, b = self.name.partition("2")
+            info = {"directions": list(config.get("directions", DIRECTIONS)),
+                    "domains": [a, b] if b else ["A", "B"]}
+        shown = f"{self.path.name}, bundled with gencli" if self.source == "bundled" else display_path(self.path)
+        return {"id": self.id, "name": self.name, "source": self.source, "family": self.family,
+                "checkpoint": shown, "epoch": self.meta["epoch"], "default": default, "info": info}
+
+
+@dataclass(frozen=True)
+class Picture:
+    png: bytes
+    filename: str  # the name the command writes, offered for download
+    command: str  # the command (or Python line) that writes the same PNG
+
+
+def display_path(path: Path) -> str:
+    """A path as a user would type it from the server's working directory."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    """(C, H, W) in [0, 1] -> PNG, encoded as `gencli.images.save_image` encodes it."""
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def grid_png(images: torch.Tensor, nrow: int) -> bytes:
+    """The grid the CLI's `save_grid` writes, read back from a temporary file."""
+    with tempfile.TemporaryDirectory(prefix="gencli-serve-") as tmp:
+        return save_grid(images, Path(tmp) / "grid.png", nrow=nrow).read_bytes()
+
+
+class ModelStore:
+    """The models the server offers, by id, loaded on first use and kept (reloaded when the file changes).
+
+    Thread-safe: requests run on a thread pool. Inference itself needs no lock (eval-mode forward passes
+    share nothing); translations are serialised by the app, since tiled translation sets state on the
+    generator's norm layers.
+    """
+
+    def __init__(self, runs_dir: str | Path = "runs", *, device: str = "cpu", data_dir: str | Path | None = None,
+                 imported_dir: str | Path | None = None):
+        self.runs_dir = Path(runs_dir)
+        self.device = resolve_device(device)
+        self.data_dir = data_dir
+        self.imported_dir = Path(imported_dir) if imported_dir is not None else None
+        self._lock = threading.Lock()
+        self._entries: dict[str, ModelEntry] = {}
+        self._loaded: dict[str, tuple[float, torch.nn.Module, dict]] = {}  # id -> (mtime, model, meta)
+        self._scatter: dict[str, tuple[float, dict]] = {}
+        self.scan()
+
+    # --- listing --------------------------------------------------------------------------------------
+
+    def _candidates(self):
+        if self.runs_dir.is_dir():
+            for folder in sorted(self.runs_dir.iterdir()):
+                if (folder / MODEL_FILE).is_file():
+                    yield "run", folder.name, folder / MODEL_FILE
+        imported = self.imported_dir if self.imported_dir is not None else imported_models_dir()
+        if imported.is_dir():
+            for path in sorted(imported.glob("*.safetensors")):
+                yield "imported", path.stem, path
+        bundled = Path(str(resources.files(BUNDLED_PACKAGE)))
+        for path in sorted(bundled.glob("*.safetensors")):
+            yield "bundled", path.stem, path
+
+    def scan(self) -> list[ModelEntry]:
+        """Look for models again; files that are not gencli checkpoints are left out."""
+        entries = {}
+        for source, name, path in self._candidates():
+            if not _NAME.match(name):
+                continue
+            try:
+                meta = read_metadata(path)
+            except GencliError:
+                continue
+            entry = ModelEntry(f"{source}:{name}", name, source, meta["family"], path, meta)
+            entries[entry.id] = entry
+        with self._lock:
+            self._entries = entries
+        return list(entries.values())
+
+    def defaults(self) -> dict[str, Path]:
+        """family -> the checkpoint the CLI uses when no --checkpoint is given."""
+        found = {}
+        for family in ("vae", "cvae", "stylegan"):
+            try:
+                found[family] = api.find_checkpoint(family).resolve()
+            except GencliError:
+                pass
+        return found
+
+    def describe(self) -> list[dict]:
+        defaults = self.defaults()
+        return [e.describe(defaults.get(e.family) == e.path.resolve()) for e in self.scan()]
+
+    def entry(self, model_id: str, families: tuple[str, ...]) -> ModelEntry:
+        entry = self._entries.get(model_id)
+        if entry is None:
+            self.scan()  # a run that appeared since the last listing
+            entry = self._entries.get(model_id)
+        if entry is None:
+            raise NotFound(f"no model with id {model_id!r}; GET /api/models lists the ids")
+        if entry.family not in families:
+            raise NotFound(f"model {model_id!r} is a {entry.family} model; this view needs {' or '.join(families)}")
+        return entry
+
+    def load(self, model_id: str, families: tuple[str, ...]):
+        """(entry, model in eval mode, metadata), loading the checkpoint once per change of the file."""
+        entry = self.entry(model_id, families)
+        mtime = entry.path.stat().st_mtime
+        with self._lock:
+            cached = self._loaded.get(model_id)
+            if cached is None or cached[0] != mtime:
+                model, meta = load_model(entry.path, entry.family, self.device)
+                cached = self._loaded[model_id] = (mtime, model, meta)
+        return entry, cached[1], cached[2]
+
+    def checkpoint_option(self, entry: ModelEntry) -> str:
+        """' -c PATH' unless the CLI would pick this checkpoint by itself."""
+        if self.defaults().get(entry.family) == entry.path.resolve():
+            return ""
+        return f" -c {shlex.quote(display_path(entry.path))}"
+
+    # --- VAE and CVAE ------------------------------------------------------------------------------------
+
+    def _label(self, model, label: int | None) -> int | None:
+        classes = model.config.num_classes
+        if not classes:
+            if label is not None:
+                raise GencliError("this vae is not conditional; leave out the label")
+            return None
+        if label is None or not 0 <= label < classes:
+            raise GencliError(f"a cvae needs a label between 0 and {classes - 1}")
+        return label
+
+    def vae_point(self, model_id: str, x: float, y: float, label: int | None = None) -> Picture:
+        """The decoded image of the latent point (x, y) (dimensions 0 and 1; any others held at 0)."""
+        entry, model, _ = self.load(model_id, VAE_FAMILIES)
+        label = self._label(model, label)
+        z = torch.zeros(1, model.config.latent_dim)
+        z[0, :2] = torch.tensor([x, y])
+        labels = None if label is None else torch.tensor([label])
+        with torch.inference_mode():
+            image = torch.sigmoid(model.decode(z.to(self.device), None if labels is None else labels.to(self.device)))
+        filename = f"{entry.family}_point.png"
+        latent = f"[[{x!r}, {y!r}{', 0.0' * (model.config.latent_dim - 2)}]]"
+        if entry.source == "bundled":
+            imports, where = "from gencli.api import bundled_checkpoint; ", f"bundled_checkpoint('{entry.name}')"
+        else:
+            imports, where = "", repr(display_path(entry.path))
+        command = ("python -c \"import torch; from gencli.checkpoint import load_model; "
+                   f"from gencli.images import save_image; {imports}"
+                   f"m, _ = load_model({where}); "
+                   f"save_image(torch.sigmoid(m.decode(torch.tensor({latent}), "
+                   f"{'None' if label is None else f'torch.tensor([{label}])'})).detach()[0], '{filename}')\"")
+        return Picture(png_bytes(image[0].cpu()), filename, command)
+
+    def vae_grid(self, model_id: str, steps: int = 8, label: int | None = None) -> Picture:
+        """`gencli latent-grid`: a steps x steps grid over dimensions 0 and 1."""
+        entry, model, _ = self.load(model_id, VAE_FAMILIES)
+        label = self._label(model, label)
+        dims = None if model.config.latent_dim == 2 else (0, 1)
+        filename = f"{entry.family}_latent_grid" + (f"_label{label}" if label is not None else "") + ".png"
+        with tempfile.TemporaryDirectory(prefix="gencli-serve-") as tmp:
+            path = api.latent_grid(entry.family, checkpoint=entry.path, steps=steps, label=label, dims=dims,
+                                   out=Path(tmp) / filename, device=str(self.device))
+            png = path.read_bytes()
+        command = (f"gencli latent-grid -m {entry.family} --steps {steps}"
+                   + (f" --label {label}" if label is not None else "") + (" --dims 0,1" if dims else "")
+                   + self.checkpoint_option(entry) + f" -o {filename}")
+        return Picture(png, filename, command)
+
+    def vae_scatter(self, model_id: str) -> dict:
+        """The test set's latent means (dimensions 0 and 1) and labels; computed once per checkpoint file."""
+        entry, model, meta = self.load(model_id, VAE_FAMILIES)
+        mtime = entry.path.stat().st_mtime
+        cached = self._scatter.get(model_id)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        dataset = meta["extra"].get("dataset", "mnist")
+        _, test = load_idx_dataset(dataset, self.data_dir, download=False)  # never download from a server
+        means = []
+        with torch.inference_mode():
+            for start in range(0, len(test), 2000):
+                x = test.images[start : start + 2000].to(self.device).float() / 255
+                y = test.labels[start : start + 2000].to(self.device)
+                means.append(model.encode(x, y)[0][:, :2].cpu())
+        mu = torch.cat(means)
+        result = {"dataset": dataset, "x": [round(v, 3) for v in mu[:, 0].tolist()],
+                  "y": [round(v, 3) for v in mu[:, 1].tolist()], "labels": test.labels.tolist()}
+        self._scatter[model_id] = (mtime, result)
+        return result
+
+    # --- StyleGAN ----------------------------------------------------------------------------------------
+
+    def stylegan_image(self, model_id: str, seed: int, truncation: float = 0.7) -> Picture:
+        """`gencli sample stylegan --seeds SEED --nrow 1`: one image, z and noise from the seed."""
+        entry, G, _ = self.load(model_id, ("stylegan",))
+        api.check_truncation(truncation)
+        filename = f"stylegan_seed{seed}.png"
+        png = grid_png(stylegan.generate(G, [seed], truncation), nrow=1)
+        command = (f"gencli sample stylegan --seeds {seed} --nrow 1 --truncation {truncation!r}"
+                   + self.checkpoint_option(entry) + f" -o {filename}")
+        return Picture(png, filename, command)
+
+    def stylegan_mix(self, model_id: str, row: int, col: int, cutoff: int, truncation: float = 0.7) -> Picture:
+        """`gencli style-mix` of one row seed (coarse styles) and one column seed (fine styles): a 2 x 2
+        grid of blank corner, column image, row image and their mix."""
+        entry, G, _ = self.load(model_id, ("stylegan",))
+        api.check_truncation(truncation)
+        parts = stylegan.style_mix(G, [row], [col], cutoff, truncation, noise_seed=0)
+        filename = f"stylegan_style_mix_{row}_{col}_cutoff{cutoff}.png"
+        png = grid_png(stylegan.style_mix_grid(*parts), nrow=2)
+        command = (f"gencli style-mix --rows {row} --cols {col} --cutoff {cutoff} --truncation {truncation!r}"
+                   + self.checkpoint_option(entry) + f" -o {filename}")
+        return Picture(png, filename, command)
+
+    def stylegan_interpolation(self, model_id: str, start: int, end: int, steps: int = 8,
+                               truncation: float = 0.7) -> Picture:
+        """`gencli interpolate --seeds START,END`: a strip of `steps` images, linear in w."""
+        entry, G, _ = self.load(model_id, ("stylegan",))
+        api.check_truncation(truncation)
+        filename = f"stylegan_interpolation_{start}_{end}.png"
+        png = grid_png(stylegan.interpolate(G, [start, end], steps, truncation, noise_seed=0), nrow=steps)
+        command = (f"gencli interpolate --seeds {start},{end} --steps {steps} --truncation {truncation!r}"
+                   + self.checkpoint_option(entry) + f" -o {filename}")
+        return Picture(png, filename, command)
+
+    # --- CycleGAN ----------------------------------------------------------------------------------------
+
+    def cyclegan_translate(self, model_id: str, data: bytes, direction: str = "a2b",
+                           filename: str = "upload.png", precision: str = "fp32") -> Picture:
+        """`gencli translate NAME FILE --direction D`: the uploaded image at its own size, tiled above
+        1024 x 1024 pixels. `filename` is the upload's name, used in the command text only."""
+        entry, model, _ = self.load(model_id, ("cyclegan",))
+        if direction not in DIRECTIONS:
+            raise GencliError(f"unknown direction {direction!r}; use a2b or b2a")
+        if precision not in cyclegan.PRECISIONS or (precision == "fp16" and self.device.type == "cpu"):
+            raise GencliError(f"precision {precision!r} is not available on {self.device.type}; use fp32 or bf16")
+        image = read_upload(data)
+        generator = model.generator(direction)
+        y = cyclegan.translate_tensor(generator, cyclegan.image_to_tensor(image), tile=TRANSLATE_TILE,
+                                      precision=precision)
+        stem = Path(safe_filename(filename)).stem or "upload"
+        out = f"{stem}_{direction}.png"
+        try:
+            same = find_named_model(entry.name).resolve() == entry.path.resolve()
+        except GencliError:
+            same = False
+        model_arg = entry.name if same else shlex.quote(display_path(entry.path))
+        command = f"gencli translate {model_arg} {shlex.quote(safe_filename(filename))} --direction {direction}"
+        command += (f" --precision {precision}" if precision != "fp32" else "") + f" -o {out}"
+        return Picture(png_bytes(to_unit(y[0])), out, command)
+
+
+def safe_filename(name: str) -> str:
+    """A client's file name reduced to a plain base name, for display only."""
+    base = re.sub(r"[^A-Za-z0-9_.+-]", "_", os.path.basename(name.replace("\\", "/")))[:100].lstrip(".")
+    return base or "upload.png"
+
+
+def read_upload(data: bytes):
+    """Uploaded bytes -> RGB PIL image, or an UploadError: too large, too many pixels, not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UploadError(f"the upload is {len(data) / 2**20:.1f} MiB; the limit is {MAX_UPLOAD_BYTES // 2**20} MiB",
+                          413)
+    if not data:
+        raise UploadError("the request holds no image")
+    try:  # the header alone gives the size, before any pixel is decoded
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+    except Image.DecompressionBombError:
+        width = height = None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise UploadError("the upload is not an image that can be read (PNG, JPEG, WebP, ...)") from None
+    if width is None or width * height > MAX_IMAGE_PIXELS:
+        size = "" if width is None else f"{width} x {height} = {width * height / 1e6:.1f} M pixels; "
+        raise UploadError(f"the image is too large: {size}the limit is {MAX_IMAGE_PIXELS / 1e6:.1f} M pixels "
+                          f"({MAX_IMAGE_SIDE} x {MAX_IMAGE_SIDE})")
+    try:
+        return open_rgb(io.BytesIO(data))
+    except GencliError:
+        raise UploadError("the upload is not an image that can be read (truncated or corrupt?)") from None
