@@ -92,14 +92,20 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, *, scale: int = 1
                               corner=corner), path)
 
 
-def save_cells(images: torch.Tensor, names: Sequence[str], folder: Path, scale: int = 1) -> list[Path]:
-    """One file per image: folder/NAME for each of `names` (their extensions name the formats)."""
+def check_folder(folder: Path) -> Path:
+    """Before any work: images can be written into `folder` (made when missing)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise GencliError(f"{folder} is a file; --outdir needs a folder")
+    check_writable(folder / "image.png")
+    return folder
+
+
+def save_cells(images: torch.Tensor, names: Sequence[str], folder: Path, scale: int = 1) -> list[Path]:
+    """One file per image: folder/NAME for each of `names` (their extensions name the formats)."""
     for name in names[:1]:
-        check_image_path(folder / name)
-    return [save_image(image, folder / name, scale) for image, name in zip(images, names)]
+        check_image_path(check_folder(folder) / name)
+    return [save_image(image, Path(folder) / name, scale) for image, name in zip(images, names)]
 
 
 def _font(size: int):

@@ -73,6 +73,8 @@ def test_range_minmax_is_the_previous_default(tmp_path, vae_ckpt):
         images = torch.sigmoid(model.decode(z, None))
     save_grid(images, tmp_path / "old.png", nrow=4)
     assert (tmp_path / "g.png").read_bytes() == (tmp_path / "old.png").read_bytes()
+    result = run("latent-grid", "-c", vae_ckpt, "--steps", 4, "--range", "auto", "-o", tmp_path / "auto.png")
+    assert result.exit_code == 0 and (tmp_path / "auto.png").read_bytes() == (tmp_path / "old.png").read_bytes()
     one_line_error(run("latent-grid", "-c", vae_ckpt, "--range", "wide", "-o", tmp_path / "x.png"),
                    "--range", "prior, minmax")
 

@@ -9,7 +9,7 @@ import torch
 from gencli.api.common import check_positive, check_scale, check_truncation
 from gencli.data import load_idx_dataset
 from gencli.errors import GencliError
-from gencli.images import check_image_path, save_animation, save_cells, save_grid
+from gencli.images import check_folder, check_image_path, save_animation, save_cells, save_grid
 from gencli.inference import stylegan as stylegan_inference
 from gencli.inference import vae as inference
 from gencli.registry import require_command
@@ -79,6 +79,8 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
     `outdir`: also one PNG per seed there (seed0042.png). `scale`: upsample the images (nearest).
     `annotate`: head each row with its label (cvae) or its seeds."""
     out = check_image_path(Path(out))
+    if outdir is not None:
+        check_folder(outdir)
     check_positive(nrow=nrow)
     check_truncation(truncation)
     check_scale(scale)
