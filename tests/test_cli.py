@@ -106,7 +106,7 @@ def test_sample_cells_are_independent_of_batch(tmp_path, vae_ckpt):
 
 
 def test_latent_grid_spans_stored_range_and_label(tmp_path, vae_ckpt, cvae_ckpt):
-    result = run("latent-grid", "-c", vae_ckpt, "--steps", 5, "-o", tmp_path / "g.png")
+    result = run("latent-grid", "-c", vae_ckpt, "--steps", 5, "--range", "minmax", "-o", tmp_path / "g.png")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "g.png").size == grid_shape(5, 5)
     result = run("latent-grid", "-c", cvae_ckpt, "--label", 8, "--range=-2,2", "-o", tmp_path / "g8.png")

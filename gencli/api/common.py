@@ -51,6 +51,11 @@ def check_truncation(psi: float | None) -> None:
         raise GencliError(f"--truncation must be between 0 and 1 (1 disables it), got {psi}")
 
 
+def check_scale(scale: int) -> None:
+    if scale < 1:
+        raise GencliError(f"--scale must be a positive whole number, got {scale}")
+
+
 @contextlib.contextmanager
 def options_named():
     """Config errors raised while building a model from options name the option that set the field."""

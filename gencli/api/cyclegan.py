@@ -25,11 +25,12 @@ def train_cyclegan(data: str | Path, *, data_dir: str | Path | None = None, out:
                    gan_mode: str = "lsgan", lambda_cycle: float = 10.0, lambda_identity: float = 0.5,
                    lr: float = 2e-4, batch_size: int = 1, max_images: int | None = None, seed: int = 0,
                    device: str = "auto", precision: str = "fp32", channels_last: bool = False, resume: bool = False,
-                   overwrite: bool = False, progress: TrainingHooks | None = None, on_skip: OnSkip | None = None
-                   ) -> Path:
+                   overwrite: bool = False, progress: TrainingHooks | None = None, on_skip: OnSkip | None = None,
+                   annotate: bool = False) -> Path:
     """Train a CycleGAN on the unpaired folders of `data` (a name in the data directory or a folder);
     returns runs/<data name>/model.safetensors (or the one in `out`). With `resume`, the architecture,
-    seed and image subset come from the run being continued."""
+    seed and image subset come from the run being continued. `annotate` heads the columns of the sample
+    grids (samples/epoch_NNN.png): real A, fake B, rec A, real B, fake A, rec B."""
     check_positive(epochs=epochs, image_size=image_size, ngf=ngf, ndf=ndf, lr=lr, batch_size=batch_size,
                    n_blocks=n_blocks)
     if max_images is not None and max_images <= 0:
@@ -46,7 +47,7 @@ def train_cyclegan(data: str | Path, *, data_dir: str | Path | None = None, out:
                           n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode, lambda_cycle=lambda_cycle,
                           lambda_identity=lambda_identity, lr=lr, batch_size=batch_size, max_images=max_images,
                           seed=seed, device=device, precision=precision, channels_last=channels_last,
-                          resume=resume, overwrite=overwrite, progress=progress, on_skip=on_skip)
+                          resume=resume, overwrite=overwrite, progress=progress, on_skip=on_skip, annotate=annotate)
 
 
 def translate(model: str | Path, inputs: list[Path], *, out: Path | None = None, direction: str = "a2b",

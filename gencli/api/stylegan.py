@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gencli.api.common import check_positive, check_truncation, options_named
+from gencli.api.common import check_positive, check_scale, check_truncation, options_named
 from gencli.errors import GencliError
-from gencli.files import check_writable
-from gencli.images import save_grid
+from gencli.images import ANIMATED, check_image_path, image_format, save_animation, save_grid
 from gencli.inference import stylegan as inference
 from gencli.runs import open_model
 from gencli.training import stylegan as training
@@ -56,24 +55,40 @@ def _open(command: str, checkpoint, device: str):
 
 
 def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int = 4, truncation: float = 0.7,
-              noise_seed: int = 0, out, device: str = "cpu") -> Path:
-    """Write the style-mixing grid as a PNG; returns its path."""
-    out = check_writable(Path(out))
+              noise_seed: int = 0, out, device: str = "cpu", scale: int = 1, annotate: bool = False) -> Path:
+    """Write the style-mixing grid (in the format the extension of `out` names); returns its path.
+    `scale`: upsample (nearest); `annotate`: the seeds as row and column headers."""
+    out = check_image_path(Path(out))
     check_truncation(truncation)
+    check_scale(scale)
     if not rows or not cols:
         raise GencliError("--rows and --cols each need at least one seed")
     G = _open("style-mix", checkpoint, device)
     parts = inference.style_mix(G, rows, cols, cutoff, truncation, noise_seed)
-    return save_grid(inference.style_mix_grid(*parts), out, nrow=len(cols) + 1)
+    headers = dict(col_labels=[""] + [str(s) for s in cols], row_labels=[""] + [str(s) for s in rows],
+                   corner="seed") if annotate else {}
+    return save_grid(inference.style_mix_grid(*parts), out, nrow=len(cols) + 1, scale=scale, **headers)
 
 
 def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation: float = 0.7,
-                noise_seed: int = 0, out, device: str = "cpu") -> Path:
-    """Write interpolation strips (one row per pair of consecutive seeds) as a PNG; returns its path."""
-    out = check_writable(Path(out))
+                noise_seed: int = 0, out, device: str = "cpu", scale: int = 1, annotate: bool = False) -> Path:
+    """Write interpolation strips (one row per pair of consecutive seeds) as an image, or, when `out` names
+    an animated format (.gif, .webp), the frames along the whole path as an animation; returns its path.
+    `scale`: upsample (nearest); `annotate`: each strip's seeds (an animation: each frame's seeds and t)."""
+    out = check_image_path(Path(out))
     check_truncation(truncation)
+    check_scale(scale)
     G = _open("interpolate", checkpoint, device)
-    return save_grid(inference.interpolate(G, seeds, steps, truncation, noise_seed), out, nrow=steps)
+    images = inference.interpolate(G, seeds, steps, truncation, noise_seed)
+    pairs = list(zip(seeds, seeds[1:]))
+    if image_format(out) in ANIMATED:
+        # The path once: each strip after the first starts where the one before ended.
+        keep = [k * steps + i for k in range(len(pairs)) for i in range(steps) if k == 0 or i > 0]
+        captions = [f"{pairs[j // steps][0]} to {pairs[j // steps][1]}: t {(j % steps) / (steps - 1):.2f}"
+                    for j in keep] if annotate else None
+        return save_animation(images[keep], out, scale=scale, captions=captions)
+    rows = [f"{a} to {b}" for a, b in pairs] if annotate else None
+    return save_grid(images, out, nrow=steps, scale=scale, row_labels=rows)
 
 
 def import_stylegan(file, *, resolution: int, out) -> Path:

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import torch
 
-from gencli.api.common import check_positive, check_truncation
+from gencli.api.common import check_positive, check_scale, check_truncation
 from gencli.data import load_idx_dataset
 from gencli.errors import GencliError
-from gencli.files import check_writable
-from gencli.images import save_grid
+from gencli.images import check_folder, check_image_path, save_animation, save_cells, save_grid
 from gencli.inference import stylegan as stylegan_inference
 from gencli.inference import vae as inference
 from gencli.registry import require_command
@@ -62,15 +61,29 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
                           progress=progress)
 
 
+def seed_span(seeds: list[int]) -> str:
+    """'0-7' for consecutive seeds, else '1,5,9': the header of a row of samples."""
+    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
+
+
 def sample(family: str | None = None, *, checkpoint: str | Path | None = None, seeds: list[int] | None = None,
            label: int | None = None, nrow: int = 8, out: str | Path, device: str = "cpu",
-           truncation: float | None = None) -> Path:
-    """Prior samples, one image per seed, as one PNG grid. A cvae without `label` draws one digit per
-    row (0-9 in turn; by default ten rows). A stylegan uses the truncation trick (default 0.7; 1 turns
-    it off) and draws each image's z and noise from its own seed."""
-    out = check_writable(Path(out))
+           truncation: float | None = None, outdir: str | Path | None = None, scale: int = 1,
+           annotate: bool = False) -> Path:
+    """Prior samples, one image per seed, as one grid (in the format the extension of `out` names). A cvae
+    without `label` draws one digit per row (0-9 in turn; by default ten rows). A stylegan uses the
+    truncation trick (default 0.7; 1 turns it off) and draws each image's z and noise from its own seed.
+
+    `outdir`: also one PNG per seed there (seed0042.png). `scale`: upsample the images (nearest).
+    `annotate`: head each row with its label (cvae) or its seeds."""
+    out = check_image_path(Path(out))
+    if outdir is not None:
+        check_folder(outdir)
     check_positive(nrow=nrow)
     check_truncation(truncation)
+    check_scale(scale)
     model, meta = _open("sample", family, checkpoint, device)
     if meta["family"] == "stylegan":
         if label is not None:
@@ -78,29 +91,62 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
         seeds = list(range(64)) if seeds is None else seeds
         if not seeds:
             raise GencliError("no seeds to sample")
+        labels = None
         images = stylegan_inference.generate(model, seeds, 0.7 if truncation is None else truncation)
-        return save_grid(images, out, nrow=nrow)
-    if truncation is not None:
-        raise GencliError(f"--truncation applies to stylegan models only, not {meta['family']}")
-    _check_label(model, label)
-    classes = model.config.num_classes
-    if seeds is None:
-        seeds = list(range(nrow * classes if classes and label is None else 64))
-    if not seeds:
-        raise GencliError("no seeds to sample")
-    labels = inference.sample_labels(model, len(seeds), label, nrow)
-    return save_grid(inference.prior_samples(model, seeds, labels), out, nrow=nrow)
+    else:
+        if truncation is not None:
+            raise GencliError(f"--truncation applies to stylegan models only, not {meta['family']}")
+        _check_label(model, label)
+        classes = model.config.num_classes
+        if seeds is None:
+            seeds = list(range(nrow * classes if classes and label is None else 64))
+        if not seeds:
+            raise GencliError("no seeds to sample")
+        labels = inference.sample_labels(model, len(seeds), label, nrow)
+        images = inference.prior_samples(model, seeds, labels)
+    if outdir is not None:
+        save_cells(images, [f"seed{s:04d}.png" for s in seeds], Path(outdir), scale)
+    rows = None
+    if annotate:
+        starts = range(0, len(seeds), nrow)
+        rows = ([f"label {labels[i].item()}" for i in starts] if labels is not None
+                else [f"seeds {seed_span(seeds[i : i + nrow])}" for i in starts])
+    return save_grid(images, out, nrow=nrow, scale=scale, row_labels=rows)
+
+
+GRID_RANGES = ("prior", "minmax")
+
+
+def _grid_range(value_range) -> str | tuple[float, float]:
+    """'prior' (also None), 'minmax' ('auto' is its old name) or (LO, HI) from a string or a pair."""
+    if value_range is None or value_range == "prior":
+        return "prior"
+    if value_range in ("minmax", "auto"):
+        return "minmax"
+    try:
+        lo, hi = (float(v) for v in (value_range.split(",") if isinstance(value_range, str) else value_range))
+    except (TypeError, ValueError):
+        raise GencliError(f"bad --range {value_range!r}; write prior, minmax or LO,HI such as -3,3") from None
+    if not lo < hi:
+        raise GencliError(f"bad --range {value_range!r}: LO must be below HI")
+    return lo, hi
 
 
 def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = None, steps: int = 8,
-                value_range: tuple[float, float] | None = None, label: int | None = None,
-                dims: tuple[int, int] | None = None, out: str | Path, device: str = "cpu") -> Path:
-    """Decode a steps x steps grid over two latent dimensions (others held at 0).
+                value_range: str | tuple[float, float] | None = None, label: int | None = None,
+                dims: tuple[int, int] | None = None, out: str | Path, device: str = "cpu", scale: int = 1,
+                annotate: bool = False, animate: bool = False) -> Path:
+    """Decode a steps x steps grid over two latent dimensions (others held at 0). Columns go left to
+    right along dims[0]; rows top to bottom from high to low dims[1], as on a plot.
 
-    The range defaults to the test set's observed latent means stored in the checkpoint. Columns go
-    left to right along dims[0]; rows top to bottom from high to low dims[1], as on a plot.
+    value_range: "prior" (default; Kingma & Welling's Fig. 4: evenly spaced quantiles of the standard
+    normal prior), "minmax" (the range of the test set's latent means, stored in the checkpoint) or (LO, HI).
+    annotate: the z values along the axes. animate: an animation (.gif or .webp) that walks the grid's
+    cells row by row, alternating direction, each frame captioned with its z when `annotate`.
     """
-    out = check_writable(Path(out))
+    out = check_image_path(Path(out), animated=animate)
+    spec = _grid_range(value_range)
+    check_scale(scale)
     if label is not None and family is None:
         family = "cvae"
     model, meta = _open("latent-grid", family, checkpoint, device)
@@ -115,14 +161,29 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
         dims = (0, 1)
     if len(set(dims)) != 2 or not all(0 <= d < latent for d in dims):
         raise GencliError(f"--dims must be two different dimensions between 0 and {latent - 1}")
-    if value_range is None:
+    if spec == "prior":
+        xs = ys = inference.prior_coordinates(steps)
+    elif spec == "minmax":
         lo_all, hi_all = meta["extra"].get("latent_min"), meta["extra"].get("latent_max")
         if lo_all is None:
-            raise GencliError("this checkpoint stores no latent range; pass --range LO,HI")
-        ranges = [(lo_all[d], hi_all[d]) for d in dims]
+            raise GencliError("this checkpoint stores no latent range; pass --range prior or LO,HI")
+        xs, ys = (inference.linear_coordinates(lo_all[d], hi_all[d], steps) for d in dims)
     else:
-        ranges = [value_range, value_range]
-    return save_grid(inference.latent_grid(model, steps, ranges, dims, label), out, nrow=steps)
+        xs = ys = inference.linear_coordinates(*spec, steps)
+    images = inference.latent_grid(model, xs, ys, dims, label)
+    if animate:
+        order = inference.serpentine(steps, steps)
+        captions = None
+        if annotate:
+            z = inference.grid_codes(xs, ys, dims, latent)
+            captions = [f"z{dims[0]} {z[i, dims[0]]:.2f}, z{dims[1]} {z[i, dims[1]]:.2f}" for i in order]
+        return save_animation(images[order], out, scale=scale, captions=captions)
+    cols = rows = None
+    if annotate:
+        cols = [f"{x:.2f}" for x in xs.tolist()]
+        rows = [f"{y:.2f}" for y in ys.flip(0).tolist()]
+    return save_grid(images, out, nrow=steps, scale=scale, col_labels=cols, row_labels=rows,
+                     corner=f"z{dims[1]} \\ z{dims[0]}" if annotate else "")
 
 
 def _test_set(meta: dict, data_dir):
@@ -134,7 +195,7 @@ def reconstruct(family: str | None = None, *, checkpoint: str | Path | None = No
                 ) -> tuple[Path, float]:
     """Random test images, each row of inputs followed by a row of their reconstructions (decoded from
     the latent mean; a cvae is given the true label). Returns the PNG path and the images' mean loss."""
-    out = check_writable(Path(out))
+    out = check_image_path(Path(out))
     model, meta = _open("reconstruct", family, checkpoint, device)
     check_positive(n=n, nrow=nrow)
     test = _test_set(meta, data_dir)

@@ -63,6 +63,7 @@ def train_cyclegan(
     channels_last: Annotated[bool, typer.Option(help="Use the channels-last memory format.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in the run directory.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start again even if the run directory holds a model.")] = False,
+    annotate: Annotated[bool, typer.Option(help="Head the columns of the sample grids: real A, fake B, rec A, real B, fake A, rec B.")] = False,
 ) -> None:
     """Train a CycleGAN (two generators, two PatchGAN discriminators) on two unpaired image folders."""
     from gencli import api
@@ -73,7 +74,7 @@ def train_cyclegan(
                      ndf=ndf, gan_mode=gan_mode.value, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
                      lr=lr, batch_size=batch_size, max_images=max_images, seed=seed, device=device.value,
                      precision=precision.value, channels_last=channels_last, resume=resume, overwrite=overwrite,
-                     progress=shared.rich_progress(), on_skip=warn_skipped)
+                     progress=shared.rich_progress(), on_skip=warn_skipped, annotate=annotate)
         report(f"Model written to {path}")
 
 

@@ -46,7 +46,8 @@ CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", hel
 DeviceOpt = Annotated[DeviceName, typer.Option(help="Where to run: auto picks CUDA when available.")]
 DataDirOpt = Annotated[Optional[Path], typer.Option(help="Data directory (default: $GENCLI_DATA_DIR, else a per-user cache).")]
 LabelOpt = Annotated[Optional[int], typer.Option(help="Digit to condition on (cvae only), 0-9.")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG file to write.")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Image file to write; its extension names the format: .png, .jpg, .webp or .gif.")]
+ScaleOpt = Annotated[int, typer.Option(help="Upsample the images K times (nearest neighbour), for viewing.", metavar="K")]
 
 
 def fails_cleanly(fn):

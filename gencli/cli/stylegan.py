@@ -10,8 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from gencli.cli import shared
-from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, OutputOpt, app, distributed_job,
-                               fails_cleanly, import_app, parse_ints, report, stdout, train_app, warn_skipped)
+from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, OutputOpt, ScaleOpt, app,
+                               distributed_job, fails_cleanly, import_app, parse_ints, report, stdout, train_app,
+                               warn_skipped)
 
 TruncationOpt = Annotated[float, typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it.")]
 NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise, the same for every image.")]
@@ -75,6 +76,8 @@ def style_mix(
     noise_seed: NoiseSeedOpt = 0,
     checkpoint: CheckpointOpt = None,
     output: OutputOpt = None,
+    scale: ScaleOpt = 1,
+    annotate: Annotated[bool, typer.Option(help="Write the seeds as row and column headers.")] = False,
     device: DeviceOpt = DeviceName.cpu,
 ) -> None:
     """The StyleGAN paper's style-mixing grid: coarse styles from the row seeds, fine from the columns."""
@@ -82,7 +85,8 @@ def style_mix(
 
     path = api.style_mix(checkpoint=checkpoint, rows=api.parse_seeds(rows), cols=api.parse_seeds(cols),
                                    cutoff=cutoff, truncation=truncation, noise_seed=noise_seed,
-                                   out=output or Path("stylegan_style_mix.png"), device=device.value)
+                                   out=output or Path("stylegan_style_mix.png"), device=device.value,
+                                   scale=scale, annotate=annotate)
     stdout.print(f"Style-mixing grid written to {path}", markup=False)
 
 
@@ -95,14 +99,18 @@ def interpolate(
     noise_seed: NoiseSeedOpt = 0,
     checkpoint: CheckpointOpt = None,
     output: OutputOpt = None,
+    scale: ScaleOpt = 1,
+    annotate: Annotated[bool, typer.Option(help="Head each strip with its seeds (an animation: each frame with its seeds and t).")] = False,
     device: DeviceOpt = DeviceName.cpu,
 ) -> None:
-    """A stylegan's images along straight lines in w space between seeds."""
+    """A stylegan's images along straight lines in w space between seeds; -o NAME.gif (or .webp) writes
+    an animation along the whole path."""
     from gencli import api
 
     path = api.interpolate(checkpoint=checkpoint, seeds=api.parse_seeds(seeds), steps=steps,
                                      truncation=truncation, noise_seed=noise_seed,
-                                     out=output or Path("stylegan_interpolation.png"), device=device.value)
+                                     out=output or Path("stylegan_interpolation.png"), device=device.value,
+                                     scale=scale, annotate=annotate)
     stdout.print(f"Interpolation written to {path}", markup=False)
 
 

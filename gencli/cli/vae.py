@@ -11,8 +11,8 @@ from typing import Annotated, Optional
 import typer
 
 from gencli.cli import shared
-from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, LabelOpt, OutputOpt, app,
-                               distributed_job, fails_cleanly, parse_ints, report, stdout, train_app)
+from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, LabelOpt, OutputOpt,
+                               ScaleOpt, app, distributed_job, fails_cleanly, parse_ints, report, stdout, train_app)
 from gencli.errors import GencliError
 
 
@@ -67,9 +67,12 @@ def sample(
     truncation: Annotated[Optional[float], typer.Option(help="stylegan only: truncation psi in [0, 1] (default 0.7; 1 disables it).")] = None,
     checkpoint: CheckpointOpt = None,
     output: OutputOpt = None,
+    outdir: Annotated[Optional[Path], typer.Option(help="Also write one PNG per seed into this folder (seed0042.png).")] = None,
+    scale: ScaleOpt = 1,
+    annotate: Annotated[bool, typer.Option(help="Head each row with its label (cvae) or its seeds.")] = False,
     device: DeviceOpt = DeviceName.cpu,
 ) -> None:
-    """Draw samples from the prior, one image per seed, as a PNG grid."""
+    """Draw samples from the prior, one image per seed, as a grid (and with --outdir one file per seed)."""
     from gencli import api
 
     if family is None and checkpoint is None:
@@ -84,8 +87,8 @@ def sample(
         seed_list = None
     out = output or Path(f"{family or 'model'}_samples.png")
     path = api.sample(family, checkpoint=checkpoint, seeds=seed_list, label=label, nrow=nrow, out=out,
-                      device=device.value, truncation=truncation)
-    stdout.print(f"Samples written to {path}", markup=False)
+                      device=device.value, truncation=truncation, outdir=outdir, scale=scale, annotate=annotate)
+    stdout.print(f"Samples written to {path}" + (f"; one PNG per seed in {outdir}" if outdir else ""), markup=False)
 
 
 ModelOpt = Annotated[Optional[VAEFamily], typer.Option("--model", "-m", help="vae or cvae (default vae; --label implies cvae).")]
@@ -97,13 +100,17 @@ def latent_grid(
     model: ModelOpt = None,
     label: LabelOpt = None,
     steps: Annotated[int, typer.Option(help="Grid size: steps x steps images.")] = 8,
-    range_: Annotated[str, typer.Option("--range", help="auto (the test set's latent range) or LO,HI.")] = "auto",
+    range_: Annotated[str, typer.Option("--range", help="prior: the standard normal's quantiles at (i + 0.5)/steps (Kingma & Welling, Fig. 4); minmax: the test set's range of latent means; or LO,HI (evenly spaced).", metavar="prior|minmax|LO,HI")] = "prior",
     dims: Annotated[Optional[str], typer.Option(help="The two latent dimensions to span, I,J (needed beyond 2-D).")] = None,
     checkpoint: CheckpointOpt = None,
     output: OutputOpt = None,
+    scale: ScaleOpt = 1,
+    annotate: Annotated[bool, typer.Option(help="Write the z values along the axes (with --animate: on each frame).")] = False,
+    animate: Annotated[bool, typer.Option(help="Write an animation (-o NAME.gif or .webp) walking the grid row by row, alternating direction.")] = False,
     device: DeviceOpt = DeviceName.cpu,
 ) -> None:
-    """Decode a grid of points spanning the latent space."""
+    """Decode a grid of points spanning the latent space: by default the prior's quantiles, so every cell
+    is a likely code."""
     from gencli import api
 
     family = model.value if model else None
@@ -111,8 +118,9 @@ def latent_grid(
     if dim_pair is not None and len(dim_pair) != 2:
         raise GencliError("--dims takes two dimensions, e.g. 0,1")
     default = f"{family or ('cvae' if label is not None else 'vae')}_latent_grid" + (f"_label{label}" if label is not None else "")
-    path = api.latent_grid(family, checkpoint=checkpoint, steps=steps, value_range=api.parse_range(range_),
-                           label=label, dims=dim_pair, out=output or Path(default + ".png"), device=device.value)
+    path = api.latent_grid(family, checkpoint=checkpoint, steps=steps, value_range=range_, label=label,
+                           dims=dim_pair, out=output or Path(default + (".gif" if animate else ".png")),
+                           device=device.value, scale=scale, annotate=annotate, animate=animate)
     stdout.print(f"Latent grid written to {path}", markup=False)
 
 

@@ -15,8 +15,7 @@ from torch import nn
 
 from gencli.data import list_images, open_rgb
 from gencli.errors import GencliError
-from gencli.files import check_writable
-from gencli.images import save_image, to_unit
+from gencli.images import check_image_path, save_image, to_unit
 from gencli.models.cyclegan import CycleGAN, InstanceNorm
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -181,7 +180,7 @@ def translate_files(model: CycleGAN, inputs: list[Path], *, out: Path | None = N
     jobs = collect_inputs(inputs)
     targets = output_paths(jobs, None if out is None else Path(out), direction)
     for target in targets[:1]:
-        check_writable(target)
+        check_image_path(target)  # writable, and its extension names a format
     written = []
     for (src, folder), target in zip(jobs, targets):
         try:

@@ -50,19 +50,51 @@ def sample_labels(model: VAE, n: int, label: int | None, nrow: int) -> torch.Ten
     return torch.full((n,), label) if label is not None else torch.arange(n) // nrow % classes
 
 
-def latent_grid(model: VAE, steps: int, ranges: list[tuple[float, float]], dims: tuple[int, int],
-                label: int | None = None) -> torch.Tensor:
-    """steps x steps decoded images over two latent dimensions (others held at 0). Columns go left to
-    right along dims[0] over ranges[0]; rows top to bottom from high to low dims[1], as on a plot."""
-    xs = torch.linspace(*ranges[0], steps)
-    ys = torch.linspace(*ranges[1], steps).flip(0)
-    z = torch.zeros(steps * steps, model.config.latent_dim)
-    z[:, dims[0]] = xs.repeat(steps)
-    z[:, dims[1]] = ys.repeat_interleave(steps)
-    labels = torch.full((len(z),), label) if label is not None else None
+def prior_coordinates(steps: int) -> torch.Tensor:
+    """Kingma & Welling's grid (Fig. 4 of the VAE paper): `steps` evenly spaced points of (0, 1),
+    (i + 0.5) / steps, mapped through the inverse CDF of the standard normal (the prior's quantiles), so
+    that every point is a likely code. Odd `steps` put 0 in the middle; the points are symmetric about 0."""
+    return torch.special.ndtri((torch.arange(steps, dtype=torch.float64) + 0.5) / steps).float()
+
+
+def linear_coordinates(lo: float, hi: float, steps: int) -> torch.Tensor:
+    """`steps` evenly spaced points from lo to hi, both included."""
+    return torch.linspace(lo, hi, steps)
+
+
+def grid_codes(xs: torch.Tensor, ys: torch.Tensor, dims: tuple[int, int], latent_dim: int) -> torch.Tensor:
+    """Codes (len(ys) * len(xs), latent_dim) of a grid, row by row, others held at 0: columns go left to
+    right along dims[0] over xs, rows top to bottom from the last to the first of ys (high to low, as on
+    a plot)."""
+    z = torch.zeros(len(ys) * len(xs), latent_dim)
+    z[:, dims[0]] = xs.repeat(len(ys))
+    z[:, dims[1]] = ys.flip(0).repeat_interleave(len(xs))
+    return z
+
+
+def decode(model: VAE, z: torch.Tensor, label: int | None = None) -> torch.Tensor:
+    """Images in [0, 1] (N, 1, H, W) of the codes z (N, latent_dim), all with `label` for a cvae."""
     dev = next(model.parameters()).device
+    model.eval()
+    labels = None if label is None else torch.full((len(z),), label, device=dev)
     with torch.no_grad():
-        return torch.sigmoid(model.decode(z.to(dev), None if labels is None else labels.to(dev))).cpu()
+        return torch.sigmoid(model.decode(z.to(dev), labels)).cpu()
+
+
+def latent_grid(model: VAE, xs: torch.Tensor, ys: torch.Tensor, dims: tuple[int, int],
+                label: int | None = None) -> torch.Tensor:
+    """len(ys) x len(xs) decoded images over two latent dimensions (see `grid_codes`), row by row."""
+    return decode(model, grid_codes(xs, ys, dims, model.config.latent_dim), label)
+
+
+def serpentine(rows: int, cols: int) -> list[int]:
+    """Cell indices of a rows x cols grid (row by row) in a walk that sweeps the rows alternately left to
+    right and right to left, so each cell is next to the one before."""
+    order = []
+    for r in range(rows):
+        cells = [r * cols + c for c in range(cols)]
+        order += cells if r % 2 == 0 else cells[::-1]
+    return order
 
 
 def reconstruction_rows(model: VAE, images: torch.Tensor, labels: torch.Tensor, nrow: int) -> torch.Tensor:

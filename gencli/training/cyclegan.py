@@ -79,12 +79,16 @@ class CycleGANTask:
     code's grouping), image pools, and the learning-rate schedule."""
 
     family = "cyclegan"
-    curves = ("train_G", "train_D")
+    curves = {"generators G and F": (("train_G", "all"), ("train_G_adv", "adversarial"), ("train_G_cycle", "cycle"),
+                                     ("train_G_identity", "identity")),
+              "discriminators": (("train_D", "both"), ("train_D_A", "D_A"), ("train_D_B", "D_B"))}
+    sample_headers = ("real A", "fake B", "rec A", "real B", "fake A", "rec B")  # the columns of sample_grid
 
     def __init__(self, config: CycleGANConfig, data: UnpairedData, *, epochs: int, lr: float = 2e-4,
                  batch_size: int = 1, seed: int = 0, device: torch.device | str = "cpu", precision: str = "fp32",
-                 channels_last: bool = False, metadata: dict | None = None):
+                 channels_last: bool = False, metadata: dict | None = None, annotate: bool = False):
         self.config, self.data, self.epochs, self.lr = config, data, epochs, lr
+        self.annotate = annotate  # headers above the columns of the sample grids
         self.world = distributed.world()
         self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
         self.precision = precision
@@ -182,7 +186,8 @@ class CycleGANTask:
         return to_unit(cells.flatten(0, 1)).cpu()
 
     def end_epoch(self, epoch: int, run_dir: Path, final: bool) -> dict[str, float]:
-        save_grid(self.sample_grid(), Path(run_dir) / "samples" / f"epoch_{epoch:03d}.png", nrow=6)
+        save_grid(self.sample_grid(), Path(run_dir) / "samples" / f"epoch_{epoch:03d}.png", nrow=6,
+                  col_labels=self.sample_headers if self.annotate else None)
         return {"lr": self.lr * lr_factor(epoch, self.epochs)}
 
     def networks(self) -> dict[str, nn.Module]:
@@ -200,10 +205,11 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
           lambda_cycle: float = 10.0, lambda_identity: float = 0.5, lr: float = 2e-4, batch_size: int = 1,
           max_images: int | None = None, seed: int = 0, device: str = "auto", precision: str = "fp32",
           channels_last: bool = False, resume: bool = False, overwrite: bool = False,
-          progress: TrainingHooks | None = None, on_skip=None) -> Path:
+          progress: TrainingHooks | None = None, on_skip=None, annotate: bool = False) -> Path:
     """Train a CycleGAN (options checked by gencli.api.train_cyclegan) on the unpaired folders of `data` (a
     name in the data directory or a folder); returns runs/<data name>/model.safetensors (or the one in
-    `out`). With `resume`, the architecture, seed and image subset come from the run being continued."""
+    `out`). With `resume`, the architecture, seed and image subset come from the run being continued.
+    `annotate` heads the columns of the sample grids (real A, fake B, rec A, real B, fake A, rec B)."""
     root = resolve_data_path(data, data_dir)
     run_dir = prepare_run_dir(root.name, out, resume, overwrite)
     dev = distributed.init(distributed.resolve_device(device))
@@ -218,7 +224,7 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
     seed_everything(seed)
     dataset = load_unpaired(root, config.image_size, max_images=max_images, seed=seed, on_skip=on_skip)
     task = CycleGANTask(config, dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=dev,
-                        precision=precision, channels_last=channels_last, metadata=metadata)
+                        precision=precision, channels_last=channels_last, metadata=metadata, annotate=annotate)
     write_options(run_dir, {"family": "cyclegan", "data": str(root), "epochs": epochs, "lr": lr,
                             "batch_size": batch_size, "max_images": max_images,
                             "images": [len(dataset.train_a), len(dataset.train_b)], "seed": seed, "device": str(dev),

@@ -26,7 +26,7 @@ class Task(Protocol):
     family: str
     config: Any
     seed: int
-    curves: tuple[str, ...]  # metric keys drawn in loss.png
+    curves: tuple | dict  # metric keys (or (key, label) pairs) drawn in loss.png; a dict: one panel per entry
     metadata: dict  # stored with the model (model.safetensors' "extra") and restored on resume
 
     def epoch_batches(self, epoch: int) -> list: ...  # index tensors, or tuples of them
