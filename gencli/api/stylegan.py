@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gencli.api.common import check_positive, check_truncation, options_named
-from gencli.errors import GencliError
+from gencli.api.common import check_numbers, check_positive, check_truncation, options_named
+from gencli.errors import OptionError
 from gencli.files import check_writable
 from gencli.images import save_grid
 from gencli.inference import stylegan as inference
@@ -33,14 +33,11 @@ def train_stylegan(*, data: str = "mnist", data_dir=None, out=None, resolution: 
     (default 100 kimg). Architecture options left as None take the defaults, or with `init_from` the
     source run's values. On `resume`, every option but the length and the device comes from the run.
     """
+    check_numbers(locals())
     if kimg is not None and epochs is not None:
-        raise GencliError("give --kimg or --epochs, not both")
+        raise OptionError("give --kimg or --epochs, not both")
     if not resume:
         check_positive(batch_size=batch_size, lr=lr, r1_every=r1_every, ema_kimg=ema_kimg, tick_kimg=tick_kimg)
-        if not 0 <= mixing_prob <= 1:
-            raise GencliError(f"--mixing-prob must be between 0 and 1, got {mixing_prob}")
-        if r1_gamma is not None and r1_gamma < 0:
-            raise GencliError(f"--r1-gamma must be 0 or more, got {r1_gamma}")
     with options_named():
         return training.train(
             data=data, data_dir=data_dir, out=out, resolution=resolution, widths=widths, z_dim=z_dim, w_dim=w_dim,
@@ -58,10 +55,11 @@ def _open(command: str, checkpoint, device: str):
 def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int = 4, truncation: float = 0.7,
               noise_seed: int = 0, out, device: str = "cpu") -> Path:
     """Write the style-mixing grid as a PNG; returns its path."""
+    check_numbers(locals())
     out = check_writable(Path(out))
     check_truncation(truncation)
     if not rows or not cols:
-        raise GencliError("--rows and --cols each need at least one seed")
+        raise OptionError("--rows and --cols each need at least one seed")
     G = _open("style-mix", checkpoint, device)
     parts = inference.style_mix(G, rows, cols, cutoff, truncation, noise_seed)
     return save_grid(inference.style_mix_grid(*parts), out, nrow=len(cols) + 1)
@@ -70,6 +68,7 @@ def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int 
 def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation: float = 0.7,
                 noise_seed: int = 0, out, device: str = "cpu") -> Path:
     """Write interpolation strips (one row per pair of consecutive seeds) as a PNG; returns its path."""
+    check_numbers(locals())
     out = check_writable(Path(out))
     check_truncation(truncation)
     G = _open("interpolate", checkpoint, device)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from gencli.api.common import check_positive, check_truncation
+from gencli.api.common import check_numbers, check_positive, check_truncation
 from gencli.data import load_idx_dataset
-from gencli.errors import GencliError
+from gencli.errors import GencliError, OptionError
 from gencli.files import check_writable
 from gencli.images import save_grid
 from gencli.inference import stylegan as stylegan_inference
@@ -31,9 +31,9 @@ def _check_label(model, label: int | None) -> None:
         return
     classes = model.config.num_classes
     if classes == 0:
-        raise GencliError("--label needs a conditional model (cvae); this vae ignores labels")
+        raise OptionError("--label needs a conditional model (cvae); this vae ignores labels")
     if not 0 <= label < classes:
-        raise GencliError(f"--label must be between 0 and {classes - 1}, got {label}")
+        raise OptionError(f"--label must be between 0 and {classes - 1}, got {label}")
 
 
 def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path | None = None,
@@ -46,16 +46,13 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
     lr_schedule: "constant", or "cosine" (from lr down to lr/100 over the epochs).
     ema_decay: per-step decay of the weight average that is evaluated and saved (0: the raw weights).
     """
+    check_numbers(locals())
     require_command(family, "train")
     check_positive(epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim)
     if not hidden or any(h <= 0 for h in hidden):
-        raise GencliError(f"--hidden must be positive widths such as 512,256, got {hidden}")
-    if not 0 <= ema_decay < 1:
-        raise GencliError(f"--ema-decay must be in [0, 1), got {ema_decay}")
-    if not 0 <= dropout < 1:
-        raise GencliError(f"--dropout must be in [0, 1), got {dropout}")
+        raise OptionError(f"--hidden must be positive widths such as 512,256, got {hidden}")
     if lr_schedule not in ("cosine", "constant"):
-        raise GencliError(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
+        raise OptionError(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
     return training.train(family, dataset=dataset, data_dir=data_dir, out=out, epochs=epochs, batch_size=batch_size,
                           lr=lr, latent_dim=latent_dim, hidden=hidden, seed=seed, lr_schedule=lr_schedule,
                           ema_decay=ema_decay, dropout=dropout, device=device, resume=resume, overwrite=overwrite,
@@ -68,26 +65,27 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
     """Prior samples, one image per seed, as one PNG grid. A cvae without `label` draws one digit per
     row (0-9 in turn; by default ten rows). A stylegan uses the truncation trick (default 0.7; 1 turns
     it off) and draws each image's z and noise from its own seed."""
+    check_numbers(locals())
     out = check_writable(Path(out))
     check_positive(nrow=nrow)
     check_truncation(truncation)
     model, meta = _open("sample", family, checkpoint, device)
     if meta["family"] == "stylegan":
         if label is not None:
-            raise GencliError("--label needs a conditional model (cvae); stylegan models ignore labels")
+            raise OptionError("--label needs a conditional model (cvae); stylegan models ignore labels")
         seeds = list(range(64)) if seeds is None else seeds
         if not seeds:
-            raise GencliError("no seeds to sample")
+            raise OptionError("no seeds to sample")
         images = stylegan_inference.generate(model, seeds, 0.7 if truncation is None else truncation)
         return save_grid(images, out, nrow=nrow)
     if truncation is not None:
-        raise GencliError(f"--truncation applies to stylegan models only, not {meta['family']}")
+        raise OptionError(f"--truncation applies to stylegan models only, not {meta['family']}")
     _check_label(model, label)
     classes = model.config.num_classes
     if seeds is None:
         seeds = list(range(nrow * classes if classes and label is None else 64))
     if not seeds:
-        raise GencliError("no seeds to sample")
+        raise OptionError("no seeds to sample")
     labels = inference.sample_labels(model, len(seeds), label, nrow)
     return save_grid(inference.prior_samples(model, seeds, labels), out, nrow=nrow)
 
@@ -100,6 +98,7 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
     The range defaults to the test set's observed latent means stored in the checkpoint. Columns go
     left to right along dims[0]; rows top to bottom from high to low dims[1], as on a plot.
     """
+    check_numbers(locals())
     out = check_writable(Path(out))
     if label is not None and family is None:
         family = "cvae"
@@ -107,14 +106,14 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
     check_positive(steps=steps)
     _check_label(model, label)
     if model.config.num_classes and label is None:
-        raise GencliError("a cvae grid needs --label (the digit to draw)")
+        raise OptionError("a cvae grid needs --label (the digit to draw)")
     latent = model.config.latent_dim
     if dims is None:
         if latent != 2:
-            raise GencliError(f"the latent is {latent}-D: choose the two dimensions to span with --dims I,J")
+            raise OptionError(f"the latent is {latent}-D: choose the two dimensions to span with --dims I,J")
         dims = (0, 1)
     if len(set(dims)) != 2 or not all(0 <= d < latent for d in dims):
-        raise GencliError(f"--dims must be two different dimensions between 0 and {latent - 1}")
+        raise OptionError(f"--dims must be two different dimensions between 0 and {latent - 1}")
     if value_range is None:
         lo_all, hi_all = meta["extra"].get("latent_min"), meta["extra"].get("latent_max")
         if lo_all is None:
@@ -134,12 +133,13 @@ def reconstruct(family: str | None = None, *, checkpoint: str | Path | None = No
                 ) -> tuple[Path, float]:
     """Random test images, each row of inputs followed by a row of their reconstructions (decoded from
     the latent mean; a cvae is given the true label). Returns the PNG path and the images' mean loss."""
+    check_numbers(locals())
     out = check_writable(Path(out))
     model, meta = _open("reconstruct", family, checkpoint, device)
     check_positive(n=n, nrow=nrow)
     test = _test_set(meta, data_dir)
     if n > len(test):
-        raise GencliError(f"-n {n} exceeds the {len(test)} test images")
+        raise OptionError(f"-n {n} exceeds the {len(test)} test images")
     pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n]
     images, labels = test.images[pick], test.labels[pick]
     grid = inference.reconstruction_rows(model, images, labels, nrow)
