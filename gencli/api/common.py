@@ -16,8 +16,8 @@ INT_LIMIT = 2**63  # every integer option fits in a signed 64-bit integer
 
 POSITIVE = ("epochs", "batch_size", "lr", "latent_dim", "n", "nrow", "steps", "image_size", "ngf", "ndf", "n_blocks",
             "max_images", "kimg", "tick_kimg", "ema_kimg", "r1_every", "resolution", "z_dim", "w_dim",
-            "mapping_layers", "mbstd_group", "size", "tile", "log_every")
-NON_NEGATIVE = ("lambda_cycle", "lambda_identity", "r1_gamma", "freeze_d", "cutoff", "label")
+            "mapping_layers", "mbstd_group", "size", "tile")
+NON_NEGATIVE = ("lambda_cycle", "lambda_identity", "r1_gamma", "freeze_d", "cutoff", "label", "log_every")
 SEEDS = ("seed", "noise_seed")
 
 # option (its Python name) -> (test, what it must be)

@@ -42,9 +42,9 @@ BaseUrlOpt = Annotated[Optional[str], typer.Option(help="Mirror to download from
 # --- train ---------------------------------------------------------------------------------------------
 
 @train_app.command("cyclegan", epilog=examples(
-    "gencli train cyclegan --data monet2photo --image-size 128 --ngf 32 --n-blocks 6 --epochs 10",
-    "gencli train cyclegan --data monet2photo --image-size 128 --ngf 32 --n-blocks 6 --epochs 20 --resume",
-    "gencli train cyclegan --data path/to/horse2zebra --run-dir runs/h2z --max-images 200"))
+    "gencli train cyclegan --data monet2photo --image-size 128 --ngf 32 --epochs 10",
+    "gencli train cyclegan --data monet2photo --epochs 20 --resume",
+    "gencli train cyclegan --data path/to/horse2zebra --run-dir runs/h2z"))
 @fails_cleanly
 def train_cyclegan(
     data: Annotated[str, typer.Option(help="Data set name in the data directory (e.g. monet2photo) or a folder holding trainA, trainB (testA, testB).")] = "monet2photo",
@@ -89,8 +89,8 @@ def train_cyclegan(
 # --- translate --------------------------------------------------------------------------------------------
 
 @app.command(epilog=examples(
-    "gencli translate monet2photo painting.jpg -o photo.png        # a2b: Monet to photo",
-    "gencli translate monet2photo holiday/ --direction BtoA --outdir paintings/",
+    "gencli translate monet2photo painting.jpg -o photo.png   # Monet to photo",
+    "gencli translate monet2photo holiday/ --direction b2a --outdir paintings/",
     "gencli translate runs/h2z horse.jpg --json"))
 @fails_cleanly
 def translate(
@@ -143,7 +143,7 @@ def download(
 
 
 @app.command("download-weights", epilog=examples(
-    "gencli download-weights monet2photo && gencli download-weights style_monet   # one two-way monet2photo",
+    "gencli download-weights monet2photo     # then style_monet: a two-way model",
     "gencli download-weights horse2zebra --json"))
 @fails_cleanly
 def download_weights(
@@ -174,7 +174,7 @@ def download_weights(
 
 @import_app.command("cyclegan", epilog=examples(
     "gencli import-weights cyclegan latest_net_G_A.pth --name horse2zebra",
-    "gencli import-weights cyclegan style_monet.pth --name monet2photo --direction BtoA",
+    "gencli import-weights cyclegan style_monet.pth --name monet2photo --direction b2a",
     "gencli import-weights cyclegan G.pth -o g.safetensors --json"))
 @fails_cleanly
 def import_cyclegan(

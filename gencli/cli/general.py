@@ -13,9 +13,9 @@ from gencli.cli.shared import JsonOpt, app, examples, fails_cleanly, finish, std
 
 
 @app.command(epilog=examples(
-    "gencli info monet2photo                   # the bundled model, or runs/monet2photo if you trained one",
+    "gencli info monet2photo          # bundled, or runs/monet2photo if you trained one",
     "gencli info runs/vae --json",
-    "gencli info ~/.cache/gencli/models/horse2zebra.safetensors"))
+    "gencli info horse2zebra.safetensors"))
 @fails_cleanly
 def info(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A checkpoint file, a run folder, or a model name (runs/NAME, imported, bundled).")],
@@ -55,9 +55,9 @@ class ExportDirection(str, Enum):
 
 
 @app.command(epilog=examples(
-    "gencli export cvae --format onnx -o cvae_decoder.onnx      # inputs z (N, 2) and label (N,)",
+    "gencli export cvae -o cvae.onnx          # inputs z (N, 2), label (N,)",
     "gencli export stylegan --format torchscript --truncation 0.7",
-    "gencli export monet2photo --format onnx --direction b2a -o photo2monet.onnx   # any H, W (multiples of 4)"))
+    "gencli export monet2photo --direction b2a   # any H, W (multiples of 4)"))
 @fails_cleanly
 def export(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="A model name (vae, cvae, stylegan, monet2photo, runs/NAME, imported), a run folder or a checkpoint.")],

@@ -26,9 +26,9 @@ NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise, th
 
 
 @train_app.command("stylegan", epilog=examples(
-    "gencli train stylegan --data mnist --kimg 200                 # runs/stylegan/",
-    "gencli train stylegan --data path/to/images --resolution 64 --kimg 60 --run-dir runs/photos",
-    "gencli train stylegan --data monet/ --init-from runs/photos --kimg 12 --run-dir runs/monet"))
+    "gencli train stylegan --data mnist --kimg 200       # runs/stylegan/",
+    "gencli train stylegan --data photos/ --resolution 64 --run-dir runs/photos",
+    "gencli train stylegan --data monet/ --init-from runs/photos --run-dir runs/m"))
 @fails_cleanly
 def train_stylegan(
     data: Annotated[str, typer.Option(help="mnist, fashion-mnist (padded to 32 px), or a folder of images.")] = "mnist",
@@ -81,7 +81,7 @@ def train_stylegan(
 
 
 @app.command("style-mix", epilog=examples(
-    "gencli style-mix --rows 0-3 --cols 4-7 --cutoff 4      # the bundled MNIST model",
+    "gencli style-mix --rows 0-3 --cols 4-7 --cutoff 4    # bundled MNIST model",
     "gencli style-mix runs/photos --trunc 0.5 -o mix.png --json"))
 @fails_cleanly
 def style_mix(
@@ -107,7 +107,7 @@ def style_mix(
 
 
 @app.command(epilog=examples(
-    "gencli interpolate --seeds 0,1,2 --steps 8             # the bundled MNIST model",
+    "gencli interpolate --seeds 0,1,2 --steps 8           # bundled MNIST model",
     "gencli interpolate runs/photos --seeds 0-3 -o walk.png --json"))
 @fails_cleanly
 def interpolate(
@@ -140,7 +140,7 @@ def stylegan_checkpoint(model: str | None, checkpoint: Path | None) -> Path | No
 
 
 @import_app.command("stylegan", epilog=examples(
-    "gencli import-weights stylegan stylegan-256px-new.model --resolution 256 -o ffhq256.safetensors",
+    "gencli import-weights stylegan ffhq-256.model --resolution 256 -o ffhq.safetensors",
     "gencli sample -c ffhq256.safetensors --seeds 0-15"))
 @fails_cleanly
 def import_stylegan(

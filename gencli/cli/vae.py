@@ -29,7 +29,7 @@ class LRSchedule(str, Enum):
 TRAIN_EXAMPLES = examples(
     "gencli train vae --epochs 50                  # runs/vae/",
     "gencli train cvae --data fashion-mnist --run-dir runs/fashion",
-    "gencli train vae --epochs 100 --resume         # continue runs/vae to 100 epochs")
+    "gencli train vae --epochs 100 --resume    # continue runs/vae to 100 epochs")
 
 
 @train_app.command("vae", epilog=TRAIN_EXAMPLES)
@@ -70,7 +70,7 @@ def train_vae(
 
 
 @app.command(epilog=examples(
-    "gencli sample vae                                 # vae_samples.png: 64 prior samples",
+    "gencli sample vae                      # vae_samples.png: 64 prior samples",
     "gencli sample cvae --label 3 --seeds 0-31 -o threes.png",
     "gencli sample stylegan --seeds 0-63 --trunc 0.7 --json"))
 @fails_cleanly
@@ -107,7 +107,7 @@ def sample(
 
 
 @app.command("latent-grid", epilog=examples(
-    "gencli latent-grid                        # vae_latent_grid.png over the test set's latent range",
+    "gencli latent-grid                     # vae_latent_grid.png",
     "gencli latent-grid cvae --label 8 -o eights.png",
     "gencli latent-grid -c runs/vae16 --dims 0,1 --range=-3,3"))
 @fails_cleanly
@@ -137,7 +137,7 @@ def latent_grid(
 
 
 @app.command(epilog=examples(
-    "gencli reconstruct cvae -n 50                # cvae_reconstructions.png and the mean loss",
+    "gencli reconstruct cvae -n 50          # cvae_reconstructions.png, mean loss",
     "gencli reconstruct -c runs/vae --json"))
 @fails_cleanly
 def reconstruct(
@@ -164,8 +164,8 @@ def reconstruct(
 
 
 @app.command(epilog=examples(
-    "gencli evaluate vae                       # test loss of runs/vae, else the bundled vae",
-    "gencli evaluate cvae --json               # {\"loss\": ..., \"bce\": ..., \"kl\": ..., \"models\": [...]}"))
+    "gencli evaluate vae                    # runs/vae, else the bundled vae",
+    "gencli evaluate cvae --json            # {\"loss\": ..., \"models\": [...]}"))
 @fails_cleanly
 def evaluate(
     model: ModelArg = None,
