@@ -21,11 +21,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gencli import __version__
+from gencli.catalog import MODEL_FILE  # noqa: F401  (defined beside the rule that finds models)
 from gencli.errors import GencliError
 from gencli.files import atomic_write
 from gencli.registry import get_family
 
-MODEL_FILE = "model.safetensors"
 RESUME_FILE = "resume.pt"
 
 

@@ -2,6 +2,11 @@ class GencliError(Exception):
     """A user-facing error: the CLI prints its message on one line and exits non-zero."""
 
 
+class OptionError(GencliError):
+    """A bad option value or an unusable combination of options: a usage error (exit code 2 on the command
+    line, as for an unknown option). The message names the option."""
+
+
 class ConfigError(GencliError):
     """A config field with a bad value. Network code names the field; the library face (gencli.api), which
     knows which option set it, re-raises it naming the option (`as_option`)."""
@@ -10,5 +15,5 @@ class ConfigError(GencliError):
         super().__init__(f"{field} {problem}")
         self.field, self.problem = field, problem
 
-    def as_option(self) -> GencliError:
-        return GencliError(f"--{self.field.replace('_', '-')} {self.problem}")
+    def as_option(self) -> OptionError:
+        return OptionError(f"--{self.field.replace('_', '-')} {self.problem}")

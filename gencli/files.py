@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from gencli.catalog import cache_dir  # noqa: F401  (torch-free, for gencli info; used by data.py)
 from gencli.errors import GencliError
 
 
@@ -55,15 +56,6 @@ def check_writable(path: Path) -> Path:
     if not os.access(parent, os.W_OK):
         raise GencliError(f"cannot write {path}: {parent} is not writable")
     return path
-
-
-def cache_dir(kind: str, env: str) -> Path:
-    """A per-user folder: $`env` when set, else <cache>/gencli/`kind` (<cache> is $XDG_CACHE_HOME or
-    ~/.cache). Data sets live in kind "data", imported models in kind "models"."""
-    if os.environ.get(env):
-        return Path(os.environ[env]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "gencli" / kind
 
 
 def load_foreign_state(path: Path) -> object:

@@ -53,15 +53,15 @@ def config_from_dict(cls, values: dict):
     return cls(**kwargs)
 
 
-VAE_COMMANDS = frozenset({"train", "sample", "latent-grid", "reconstruct", "evaluate"})
+VAE_COMMANDS = frozenset({"train", "sample", "latent-grid", "reconstruct", "evaluate", "export"})
 
 FAMILIES: dict[str, Family] = {
     "vae": Family("vae", "gencli.models.vae", "VAEConfig", VAE_COMMANDS),
     "cvae": Family("cvae", "gencli.models.vae", "VAEConfig", VAE_COMMANDS,
                    defaults=(("num_classes", 10),)),  # the digit label joins encoder input and latent
     "stylegan": Family("stylegan", "gencli.models.stylegan", "StyleGANConfig",
-                       frozenset({"train", "sample", "style-mix", "interpolate"})),
-    "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate"})),
+                       frozenset({"train", "sample", "style-mix", "interpolate", "export"})),
+    "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate", "export"})),
 }
 
 

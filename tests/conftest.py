@@ -72,9 +72,10 @@ def run(*args):
 
 
 def one_line_error(result, *fragments):
+    """One line of error (after the line naming the model, when one was opened), and a non-zero exit."""
     assert result.exit_code != 0
     assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("Model: ")]
     assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
     for fragment in fragments:
         assert fragment in lines[0], result.output

@@ -124,7 +124,7 @@ def test_latent_grid_spans_stored_range_and_label(tmp_path, vae_ckpt, cvae_ckpt)
 def test_latent_grid_needs_dims_beyond_2d(tmp_path, data_dir):
     ckpt = tiny_train("vae", data_dir, tmp_path / "r", epochs=1, latent_dim=4)
     result = run("latent-grid", "-c", ckpt, "-o", tmp_path / "g.png")
-    assert result.exit_code == 1 and "--dims" in result.output
+    assert result.exit_code == 2 and "--dims" in result.output  # a usage error
     result = run("latent-grid", "-c", ckpt, "--dims", "1,3", "-o", tmp_path / "g.png")
     assert result.exit_code == 0, result.output
 
@@ -137,8 +137,8 @@ def test_reconstruct_and_evaluate(tmp_path, data_dir, cvae_ckpt):
     assert Image.open(tmp_path / "r.png").size == grid_shape(6, 10)  # 3 input rows, 3 output rows
     result = run("evaluate", "-c", cvae_ckpt, "--json", "--data-dir", data_dir, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output)
-    assert set(metrics) == {"loss", "bce", "kl"}
+    metrics = json.loads(result.stdout)  # the model's line is on stderr
+    assert {"loss", "bce", "kl"} <= set(metrics) and metrics["models"][0]["path"] == str(cvae_ckpt)
     assert metrics["loss"] == pytest.approx(metrics["bce"] + metrics["kl"], rel=1e-5)
     # The same figure as the last epoch's test loss in metrics.jsonl.
     last = json.loads((cvae_ckpt.parent / "metrics.jsonl").read_text().splitlines()[-1])

@@ -16,8 +16,8 @@ LAYERS = {
     "gencli": 0,  # the package itself: __version__
     "gencli.errors": 1,
     "gencli.models": 2,
-    **{f"gencli.{m}": 3 for m in ("files", "distributed", "losses", "download", "registry", "checkpoint",
-                                   "data", "images", "runs")},
+    **{f"gencli.{m}": 3 for m in ("catalog", "files", "distributed", "losses", "download", "registry",
+                                   "checkpoint", "data", "images", "runs")},
     "gencli.inference": 4,
     "gencli.weights": 5,
     "gencli.training": 5,
@@ -74,7 +74,7 @@ def test_no_module_imports_a_layer_above_its_own():
 def test_the_cli_reaches_the_library_through_the_api_alone():
     allowed = ("gencli", "gencli.errors", "gencli.api", "gencli.cli", "gencli.serve")
     bypass = [f"{name} imports {dep}" for name, deps in graph().items() if name.startswith("gencli.cli")
-              for dep in deps if dep not in allowed and not dep.startswith(("gencli.cli.", "gencli.serve."))]
+              for dep in deps if dep not in allowed and not dep.startswith(("gencli.cli.", "gencli.api.", "gencli.serve."))]
     assert not bypass, bypass
 
 

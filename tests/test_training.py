@@ -57,9 +57,9 @@ def test_resume_extends_a_finished_run(tmp_path, data_dir):
 
 
 def test_cli_interrupt_exits_130_and_keeps_checkpoints(tmp_path, data_dir, monkeypatch):
-    import gencli.cli.shared as cli
+    import gencli.cli.vae as cli
 
-    monkeypatch.setattr(cli, "rich_progress", lambda: InterruptAt(epoch=2, step=1))
+    monkeypatch.setattr(cli, "training_progress", lambda log_every: InterruptAt(epoch=2, step=1))
     result = CliRunner().invoke(app, ["train", "vae", "--epochs", "3", "--batch-size", "50", "--hidden", "32",
                                       "--data-dir", str(data_dir), "--out", str(tmp_path / "r")])
     assert result.exit_code == 130

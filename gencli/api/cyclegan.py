@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Callable
 
 from gencli import distributed, download
-from gencli.api.common import check_positive
+from gencli.api.common import check_numbers, check_positive
 from gencli.data import data_root
-from gencli.errors import GencliError
+from gencli.errors import GencliError, OptionError
 from gencli.inference import cyclegan as inference
 from gencli.models.cyclegan import check_direction
 from gencli.runs import find_checkpoint, open_model, path_argument
@@ -31,18 +31,19 @@ def train_cyclegan(data: str | Path, *, data_dir: str | Path | None = None, out:
     returns runs/<data name>/model.safetensors (or the one in `out`). With `resume`, the architecture,
     seed and image subset come from the run being continued. `annotate` heads the columns of the sample
     grids (samples/epoch_NNN.png): real A, fake B, rec A, real B, fake A, rec B."""
+    check_numbers(locals())
     check_positive(epochs=epochs, image_size=image_size, ngf=ngf, ndf=ndf, lr=lr, batch_size=batch_size,
                    n_blocks=n_blocks)
     if max_images is not None and max_images <= 0:
-        raise GencliError(f"--max-images must be positive, got {max_images}")
+        raise OptionError(f"--max-images must be positive, got {max_images}")
     if image_size % 4 or image_size < 32:
-        raise GencliError(f"--image-size must be a multiple of 4 and at least 32, got {image_size}")
+        raise OptionError(f"--image-size must be a multiple of 4 and at least 32, got {image_size}")
     if gan_mode not in ("lsgan", "vanilla"):
-        raise GencliError(f"unknown --gan-mode {gan_mode!r}; use lsgan or vanilla")
+        raise OptionError(f"unknown --gan-mode {gan_mode!r}; use lsgan or vanilla")
     if precision == "fp16":  # would need loss scaling; bf16 has fp32's range and needs none
-        raise GencliError("training supports --precision fp32 or bf16 (fp16 is for translate)")
+        raise OptionError("training supports --precision fp32 or bf16 (fp16 is for translate)")
     if precision not in ("fp32", "bf16"):
-        raise GencliError(f"unknown --precision {precision!r}; use fp32 or bf16")
+        raise OptionError(f"unknown --precision {precision!r}; use fp32 or bf16")
     return training.train(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf,
                           n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode, lambda_cycle=lambda_cycle,
                           lambda_identity=lambda_identity, lr=lr, batch_size=batch_size, max_images=max_images,
@@ -55,23 +56,25 @@ def translate(model: str | Path, inputs: list[Path], *, out: Path | None = None,
               on_skip: OnSkip | None = None) -> list[Path]:
     """Translate image files and folders with the cyclegan `model` (a name: runs/NAME, an imported or a
     bundled model; or a checkpoint path); returns the written paths."""
+    check_numbers(locals())
     check_direction(direction)
     if precision not in inference.PRECISIONS:
-        raise GencliError(f"unknown precision {precision!r}; use {', '.join(inference.PRECISIONS)}")
+        raise OptionError(f"unknown precision {precision!r}; use {', '.join(inference.PRECISIONS)}")
     if size is not None and size < 4:
-        raise GencliError(f"--size must be at least 4, got {size}")
+        raise OptionError(f"--size must be at least 4, got {size}")
     if tile < 64:
-        raise GencliError(f"--tile must be at least 64, got {tile}")
+        raise OptionError(f"--tile must be at least 64, got {tile}")
     dev = distributed.resolve_device(device)
     if precision == "fp16" and dev.type == "cpu":
         raise GencliError("fp16 needs a CUDA GPU; on the CPU use --precision bf16")
     hint = (f"train it (gencli train cyclegan --data {model}), or fetch official weights "
             "(gencli download-weights NAME)")
-    path = find_checkpoint(str(model), path_argument(model), hint=hint)
+    given = path_argument(model)
+    path = find_checkpoint(str(model), given, hint=hint)
     if path.suffix in (".pth", ".pt"):
         raise GencliError(f"{path} is a PyTorch file; convert it first: "
                           f"gencli import-weights cyclegan {path} --name NAME")
-    net, _ = open_model("translate", None, path, dev)
+    net, _ = open_model("translate", None, given, dev, name=str(model), hint=hint)
     if direction not in net.config.directions:
         raise GencliError(f"this model only translates {net.config.directions[0]}; it holds no {direction} "
                           "generator (import the other direction's weights under the same --name)")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gencli.api.common import check_positive, check_scale, check_truncation, options_named
-from gencli.errors import GencliError
+from gencli.api.common import check_numbers, check_positive, check_scale, check_truncation, options_named
+from gencli.errors import GencliError, OptionError
 from gencli.images import ANIMATED, check_image_path, image_format, save_animation, save_grid
 from gencli.inference import stylegan as inference
 from gencli.runs import open_model
@@ -32,14 +32,11 @@ def train_stylegan(*, data: str = "mnist", data_dir=None, out=None, resolution: 
     (default 100 kimg). Architecture options left as None take the defaults, or with `init_from` the
     source run's values. On `resume`, every option but the length and the device comes from the run.
     """
+    check_numbers(locals())
     if kimg is not None and epochs is not None:
-        raise GencliError("give --kimg or --epochs, not both")
+        raise OptionError("give --kimg or --epochs, not both")
     if not resume:
         check_positive(batch_size=batch_size, lr=lr, r1_every=r1_every, ema_kimg=ema_kimg, tick_kimg=tick_kimg)
-        if not 0 <= mixing_prob <= 1:
-            raise GencliError(f"--mixing-prob must be between 0 and 1, got {mixing_prob}")
-        if r1_gamma is not None and r1_gamma < 0:
-            raise GencliError(f"--r1-gamma must be 0 or more, got {r1_gamma}")
     with options_named():
         return training.train(
             data=data, data_dir=data_dir, out=out, resolution=resolution, widths=widths, z_dim=z_dim, w_dim=w_dim,
@@ -58,11 +55,12 @@ def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int 
               noise_seed: int = 0, out, device: str = "cpu", scale: int = 1, annotate: bool = False) -> Path:
     """Write the style-mixing grid (in the format the extension of `out` names); returns its path.
     `scale`: upsample (nearest); `annotate`: the seeds as row and column headers."""
+    check_numbers(locals())
     out = check_image_path(Path(out))
     check_truncation(truncation)
     check_scale(scale)
     if not rows or not cols:
-        raise GencliError("--rows and --cols each need at least one seed")
+        raise OptionError("--rows and --cols each need at least one seed")
     G = _open("style-mix", checkpoint, device)
     parts = inference.style_mix(G, rows, cols, cutoff, truncation, noise_seed)
     headers = dict(col_labels=[""] + [str(s) for s in cols], row_labels=[""] + [str(s) for s in rows],
@@ -75,6 +73,7 @@ def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation
     """Write interpolation strips (one row per pair of consecutive seeds) as an image, or, when `out` names
     an animated format (.gif, .webp), the frames along the whole path as an animation; returns its path.
     `scale`: upsample (nearest); `annotate`: each strip's seeds (an animation: each frame's seeds and t)."""
+    check_numbers(locals())
     out = check_image_path(Path(out))
     check_truncation(truncation)
     check_scale(scale)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
-from gencli.api.common import check_positive, check_scale, check_truncation
+from gencli.api.common import check_numbers, check_positive, check_scale, check_truncation
 from gencli.data import load_idx_dataset
-from gencli.errors import GencliError
+from gencli.errors import GencliError, OptionError
 from gencli.images import check_folder, check_image_path, save_animation, save_cells, save_grid
 from gencli.inference import stylegan as stylegan_inference
 from gencli.inference import vae as inference
@@ -30,9 +31,9 @@ def _check_label(model, label: int | None) -> None:
         return
     classes = model.config.num_classes
     if classes == 0:
-        raise GencliError("--label needs a conditional model (cvae); this vae ignores labels")
+        raise OptionError("--label needs a conditional model (cvae); this vae ignores labels")
     if not 0 <= label < classes:
-        raise GencliError(f"--label must be between 0 and {classes - 1}, got {label}")
+        raise OptionError(f"--label must be between 0 and {classes - 1}, got {label}")
 
 
 def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path | None = None,
@@ -45,16 +46,13 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
     lr_schedule: "constant", or "cosine" (from lr down to lr/100 over the epochs).
     ema_decay: per-step decay of the weight average that is evaluated and saved (0: the raw weights).
     """
+    check_numbers(locals())
     require_command(family, "train")
     check_positive(epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim)
     if not hidden or any(h <= 0 for h in hidden):
-        raise GencliError(f"--hidden must be positive widths such as 512,256, got {hidden}")
-    if not 0 <= ema_decay < 1:
-        raise GencliError(f"--ema-decay must be in [0, 1), got {ema_decay}")
-    if not 0 <= dropout < 1:
-        raise GencliError(f"--dropout must be in [0, 1), got {dropout}")
+        raise OptionError(f"--hidden must be positive widths such as 512,256, got {hidden}")
     if lr_schedule not in ("cosine", "constant"):
-        raise GencliError(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
+        raise OptionError(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
     return training.train(family, dataset=dataset, data_dir=data_dir, out=out, epochs=epochs, batch_size=batch_size,
                           lr=lr, latent_dim=latent_dim, hidden=hidden, seed=seed, lr_schedule=lr_schedule,
                           ema_decay=ema_decay, dropout=dropout, device=device, resume=resume, overwrite=overwrite,
@@ -78,6 +76,7 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
 
     `outdir`: also one PNG per seed there (seed0042.png). `scale`: upsample the images (nearest).
     `annotate`: head each row with its label (cvae) or its seeds."""
+    check_numbers(locals())
     out = check_image_path(Path(out))
     if outdir is not None:
         check_folder(outdir)
@@ -87,21 +86,21 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
     model, meta = _open("sample", family, checkpoint, device)
     if meta["family"] == "stylegan":
         if label is not None:
-            raise GencliError("--label needs a conditional model (cvae); stylegan models ignore labels")
+            raise OptionError("--label needs a conditional model (cvae); stylegan models ignore labels")
         seeds = list(range(64)) if seeds is None else seeds
         if not seeds:
-            raise GencliError("no seeds to sample")
+            raise OptionError("no seeds to sample")
         labels = None
         images = stylegan_inference.generate(model, seeds, 0.7 if truncation is None else truncation)
     else:
         if truncation is not None:
-            raise GencliError(f"--truncation applies to stylegan models only, not {meta['family']}")
+            raise OptionError(f"--truncation applies to stylegan models only, not {meta['family']}")
         _check_label(model, label)
         classes = model.config.num_classes
         if seeds is None:
             seeds = list(range(nrow * classes if classes and label is None else 64))
         if not seeds:
-            raise GencliError("no seeds to sample")
+            raise OptionError("no seeds to sample")
         labels = inference.sample_labels(model, len(seeds), label, nrow)
         images = inference.prior_samples(model, seeds, labels)
     if outdir is not None:
@@ -126,9 +125,11 @@ def _grid_range(value_range) -> str | tuple[float, float]:
     try:
         lo, hi = (float(v) for v in (value_range.split(",") if isinstance(value_range, str) else value_range))
     except (TypeError, ValueError):
-        raise GencliError(f"bad --range {value_range!r}; write prior, minmax or LO,HI such as -3,3") from None
+        raise OptionError(f"bad --range {value_range!r}; write prior, minmax or LO,HI such as -3,3") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise OptionError(f"bad --range {value_range!r}: LO and HI must be finite numbers")
     if not lo < hi:
-        raise GencliError(f"bad --range {value_range!r}: LO must be below HI")
+        raise OptionError(f"bad --range {value_range!r}: LO must be below HI")
     return lo, hi
 
 
@@ -144,6 +145,7 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
     annotate: the z values along the axes. animate: an animation (.gif or .webp) that walks the grid's
     cells row by row, alternating direction, each frame captioned with its z when `annotate`.
     """
+    check_numbers(locals())
     out = check_image_path(Path(out), animated=animate)
     spec = _grid_range(value_range)
     check_scale(scale)
@@ -153,14 +155,14 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
     check_positive(steps=steps)
     _check_label(model, label)
     if model.config.num_classes and label is None:
-        raise GencliError("a cvae grid needs --label (the digit to draw)")
+        raise OptionError("a cvae grid needs --label (the digit to draw)")
     latent = model.config.latent_dim
     if dims is None:
         if latent != 2:
-            raise GencliError(f"the latent is {latent}-D: choose the two dimensions to span with --dims I,J")
+            raise OptionError(f"the latent is {latent}-D: choose the two dimensions to span with --dims I,J")
         dims = (0, 1)
     if len(set(dims)) != 2 or not all(0 <= d < latent for d in dims):
-        raise GencliError(f"--dims must be two different dimensions between 0 and {latent - 1}")
+        raise OptionError(f"--dims must be two different dimensions between 0 and {latent - 1}")
     if spec == "prior":
         xs = ys = inference.prior_coordinates(steps)
     elif spec == "minmax":
@@ -195,12 +197,13 @@ def reconstruct(family: str | None = None, *, checkpoint: str | Path | None = No
                 ) -> tuple[Path, float]:
     """Random test images, each row of inputs followed by a row of their reconstructions (decoded from
     the latent mean; a cvae is given the true label). Returns the PNG path and the images' mean loss."""
+    check_numbers(locals())
     out = check_image_path(Path(out))
     model, meta = _open("reconstruct", family, checkpoint, device)
     check_positive(n=n, nrow=nrow)
     test = _test_set(meta, data_dir)
     if n > len(test):
-        raise GencliError(f"-n {n} exceeds the {len(test)} test images")
+        raise OptionError(f"-n {n} exceeds the {len(test)} test images")
     pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n]
     images, labels = test.images[pick], test.labels[pick]
     grid = inference.reconstruction_rows(model, images, labels, nrow)

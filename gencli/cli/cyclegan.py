@@ -9,12 +9,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli import shared
-from gencli.cli.shared import (DataDirOpt, DeviceName, DeviceOpt, app, distributed_job, download_bar, fails_cleanly,
-                               import_app, report, stdout, train_app, warn_skipped)
+from gencli.cli.progress import distributed_job, training_progress, training_result
+from gencli.cli.shared import (DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, app, download_bar,
+                               examples, fails_cleanly, finish, import_app, train_app, warn_skipped)
+from gencli.errors import OptionError
 
 
-class Direction(str, Enum):
+class Direction(str, Enum):  # AtoB and BtoA (the reference code's names) are accepted too
     a2b = "a2b"
     b2a = "b2a"
 
@@ -40,12 +41,15 @@ BaseUrlOpt = Annotated[Optional[str], typer.Option(help="Mirror to download from
 
 # --- train ---------------------------------------------------------------------------------------------
 
-@train_app.command("cyclegan")
+@train_app.command("cyclegan", epilog=examples(
+    "gencli train cyclegan --data monet2photo --image-size 128 --ngf 32 --epochs 10",
+    "gencli train cyclegan --data monet2photo --epochs 20 --resume",
+    "gencli train cyclegan --data path/to/horse2zebra --run-dir runs/h2z"))
 @fails_cleanly
 def train_cyclegan(
     data: Annotated[str, typer.Option(help="Data set name in the data directory (e.g. monet2photo) or a folder holding trainA, trainB (testA, testB).")] = "monet2photo",
     data_dir: DataDirOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/<data set name>).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder to write (default: runs/<data set name>).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs in all (also when resuming): constant LR for the first half, then linear decay to 0.")] = 200,
     image_size: Annotated[int, typer.Option(help="Training crop in pixels (images are resized to 1.12x, then cropped); 128 or 64 for CPU runs.")] = 256,
     max_images: Annotated[Optional[int], typer.Option(help="Train on a random subset of at most N images per domain.")] = None,
@@ -61,49 +65,62 @@ def train_cyclegan(
     device: DeviceOpt = DeviceName.auto,
     precision: Annotated[TrainPrecision, typer.Option(help="fp32, or bf16 autocast (CPU or recent GPUs).")] = TrainPrecision.fp32,
     channels_last: Annotated[bool, typer.Option(help="Use the channels-last memory format.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the run in the run directory.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Start again even if the run directory holds a model.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in the run folder.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start again even if the run folder holds a model.")] = False,
+    log_every: LogEveryOpt = 30.0,
+    as_json: JsonOpt = False,
     annotate: Annotated[bool, typer.Option(help="Head the columns of the sample grids: real A, fake B, rec A, real B, fake A, rec B.")] = False,
 ) -> None:
     """Train a CycleGAN (two generators, two PatchGAN discriminators) on two unpaired image folders."""
     from gencli import api
 
     blocks = n_blocks if n_blocks is not None else (9 if image_size >= 256 else 6)
+    progress = training_progress(log_every)
     with distributed_job(batch_size):
-        path = api.train_cyclegan(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf, n_blocks=blocks,
-                     ndf=ndf, gan_mode=gan_mode.value, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
-                     lr=lr, batch_size=batch_size, max_images=max_images, seed=seed, device=device.value,
-                     precision=precision.value, channels_last=channels_last, resume=resume, overwrite=overwrite,
-                     progress=shared.rich_progress(), on_skip=warn_skipped, annotate=annotate)
-        report(f"Model written to {path}")
+        path = api.train_cyclegan(data, data_dir=data_dir, out=run_dir, epochs=epochs, image_size=image_size, ngf=ngf,
+                                  n_blocks=blocks, ndf=ndf, gan_mode=gan_mode.value, lambda_cycle=lambda_cycle,
+                                  lambda_identity=lambda_identity, lr=lr, batch_size=batch_size, max_images=max_images,
+                                  seed=seed, device=device.value, precision=precision.value,
+                                  channels_last=channels_last, resume=resume, overwrite=overwrite, progress=progress,
+                                  on_skip=warn_skipped, annotate=annotate)
+        text, result = training_result("cyclegan", path, progress)
+        finish(as_json, text, **result)
 
 
 # --- translate --------------------------------------------------------------------------------------------
 
-@app.command()
+@app.command(epilog=examples(
+    "gencli translate monet2photo painting.jpg -o photo.png   # Monet to photo",
+    "gencli translate monet2photo holiday/ --direction b2a --outdir paintings/",
+    "gencli translate runs/h2z horse.jpg --json"))
 @fails_cleanly
 def translate(
-    model: Annotated[str, typer.Argument(help="Model name (runs/NAME, an imported or a bundled model) or a checkpoint file.")],
+    model: Annotated[str, typer.Argument(help="Model name (runs/NAME, an imported or a bundled model), a run folder or a checkpoint file.")],
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file for one image, else a folder (default: ./STEM_DIRECTION.png or ./FOLDER_DIRECTION/).")] = None,
-    direction: Annotated[Direction, typer.Option(help="a2b (e.g. monet2photo: painting to photo) or b2a.")] = Direction.a2b,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file for one image (a folder for several, as --outdir; default: ./STEM_DIRECTION.png).")] = None,
+    outdir: Annotated[Optional[Path], typer.Option("--outdir", help="Folder for the translations (default for folders: ./FOLDER_DIRECTION/).")] = None,
+    direction: Annotated[Direction, typer.Option(help="a2b (AtoB; e.g. monet2photo: painting to photo) or b2a (BtoA).")] = Direction.a2b,
     size: Annotated[Optional[int], typer.Option(help="Resize the short side to N pixels first (default: keep the size).")] = None,
     tile: Annotated[int, typer.Option(help="Tile size for images above 1024x1024 pixels (bounds memory).")] = 512,
     precision: Annotated[Precision, typer.Option(help="fp32, or bf16 (CPU or CUDA) / fp16 (CUDA) autocast.")] = Precision.fp32,
     device: DeviceOpt = DeviceName.auto,
+    as_json: JsonOpt = False,
 ) -> None:
     """Translate images of any size with a CycleGAN generator; the output keeps the input's size."""
     from gencli import api
 
-    paths = api.translate(model, inputs, out=output, direction=direction.value, size=size, device=device.value,
-                            precision=precision.value, tile=tile, on_skip=warn_skipped)
+    if output is not None and outdir is not None:
+        raise OptionError("give -o/--output or --outdir, not both")
+    paths = api.translate(model, inputs, out=output or outdir, direction=direction.value, size=size,
+                          device=device.value, precision=precision.value, tile=tile, on_skip=warn_skipped)
     where = paths[0] if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} images)"
-    stdout.print(f"Translated ({direction.value}) image{'s' if len(paths) > 1 else ''} written to {where}", markup=False)
+    finish(as_json, f"Translated ({direction.value}) image{'s' if len(paths) > 1 else ''} written to {where}",
+           direction=direction.value, outputs=[str(p) for p in paths])
 
 
 # --- data and weights --------------------------------------------------------------------------------------
 
-@app.command()
+@app.command(epilog=examples("gencli download monet2photo", "gencli download horse2zebra --data-dir data --json"))
 @fails_cleanly
 def download(
     name: Annotated[str, typer.Argument(help="Official CycleGAN data set, e.g. monet2photo, horse2zebra, apple2orange.")],
@@ -111,6 +128,7 @@ def download(
     base_url: BaseUrlOpt = None,
     md5: Annotated[Optional[str], typer.Option(help="Expected md5 of the zip, checked before unpacking.")] = None,
     force: Annotated[bool, typer.Option(help="Replace the data set if it is already there.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Download, verify and unpack an official CycleGAN data set into the data directory."""
     from gencli import api
@@ -121,10 +139,13 @@ def download(
                                       progress=update)
     finally:
         stop()
-    stdout.print(f"{name} unpacked into {folder}; train with: gencli train cyclegan --data {folder}", markup=False)
+    finish(as_json, f"{name} unpacked into {folder}; train with: gencli train cyclegan --data {folder}",
+           folder=str(folder), next=f"gencli train cyclegan --data {folder}")
 
 
-@app.command("download-weights")
+@app.command("download-weights", epilog=examples(
+    "gencli download-weights monet2photo     # then style_monet: a two-way model",
+    "gencli download-weights horse2zebra --json"))
 @fails_cleanly
 def download_weights(
     name: Annotated[str, typer.Argument(help="Official pretrained generator: monet2photo (Monet to photo), style_monet (photo to Monet), horse2zebra, ...")],
@@ -132,6 +153,7 @@ def download_weights(
     direction: Annotated[Optional[Direction], typer.Option(help="Direction it translates in that model (default: from the official name).")] = None,
     base_url: BaseUrlOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace that direction if it was imported before.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Download an official pretrained CycleGAN generator and import it (see `import-weights cyclegan`).
 
@@ -147,18 +169,22 @@ def download_weights(
                                                         base_url=base_url, overwrite=overwrite, progress=update)
     finally:
         stop()
-    stdout.print(f"Imported {name} as {model_name} ({chosen}) into {path}; use: gencli translate {model_name} IMAGE",
-                 markup=False)
+    finish(as_json, f"Imported {name} as {model_name} ({chosen}) into {path}; use: gencli translate {model_name} IMAGE",
+           output=str(path), name=model_name, direction=chosen, next=f"gencli translate {model_name} IMAGE")
 
 
-@import_app.command("cyclegan")
+@import_app.command("cyclegan", epilog=examples(
+    "gencli import-weights cyclegan latest_net_G_A.pth --name horse2zebra",
+    "gencli import-weights cyclegan style_monet.pth --name monet2photo --direction b2a",
+    "gencli import-weights cyclegan G.pth -o g.safetensors --json"))
 @fails_cleanly
 def import_cyclegan(
     file: Annotated[Path, typer.Argument(help="Generator .pth saved by junyanz/pytorch-CycleGAN-and-pix2pix (e.g. latest_net_G_A.pth).")],
     name: Annotated[Optional[str], typer.Option(help="Model name for `gencli translate NAME` (default: the file's stem).")] = None,
     direction: Annotated[Direction, typer.Option(help="What the generator does: a2b, or b2a (e.g. style_monet is monet2photo's b2a).")] = Direction.a2b,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Checkpoint to write (default: the per-user models folder, NAME.safetensors).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Checkpoint to write (default: the per-user models folder, NAME.safetensors).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model or direction.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Convert an official CycleGAN generator into a gencli checkpoint (loaded with weights_only=True).
 
@@ -168,5 +194,5 @@ def import_cyclegan(
     """
     from gencli import api
 
-    path = api.import_cyclegan(file, name=name, direction=direction.value, out=out, overwrite=overwrite)
-    stdout.print(f"Imported {file} ({direction.value}) into {path}", markup=False)
+    path = api.import_cyclegan(file, name=name, direction=direction.value, out=output, overwrite=overwrite)
+    finish(as_json, f"Imported {file} ({direction.value}) into {path}", output=str(path), direction=direction.value)

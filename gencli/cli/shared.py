@@ -1,38 +1,104 @@
-"""What every command module of the CLI shares: the Typer apps, common options, progress rendering and
+"""What every command module of the CLI shares: the Typer apps, the option vocabulary, result printing and
 error handling. It imports no command module (they import it; gencli.cli assembles them).
 
-gencli.api (and so torch) is imported inside the commands, never at module load, so that
-`gencli --help` answers at once.
+gencli.api's families (and so torch) are imported inside the commands, never at module load, so that
+`gencli --help`, `--version`, `info` and usage errors answer at once.
+
+The vocabulary, one word per concept in every command (README, "Options"):
+  MODEL (positional)       a model: a family or model name, a run folder or a checkpoint file
+  -c, --checkpoint PATH    the checkpoint file or run folder to read
+  -o, --output FILE        the one file a command writes
+  --outdir DIR             a folder of outputs
+  --run-dir DIR            the run folder a training writes
+  --data NAME|DIR          what a training reads
+  --device auto|cpu|cuda   where to run (default auto everywhere)
+  --json                   the result as one JSON object on stdout
+Old spellings and the reference tools' names are hidden aliases (`ALIASES`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import contextvars
 import functools
+import json
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from gencli import __version__
-from gencli.errors import GencliError
+from gencli.errors import GencliError, OptionError
+
+# Hidden aliases: a spelling -> the options it may stand for, the first one the command has wins. Old
+# gencli spellings, and the names of the reference tools (StyleGAN2-ADA's generate.py and train.py,
+# pytorch-CycleGAN-and-pix2pix's AtoB/BtoA).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "--trunc": ("--truncation",),
+    "--class": ("--label",),
+    "--network": ("--checkpoint",),
+    "--dataset": ("--data",),
+    "--dataroot": ("--data",),
+    "--out": ("--run-dir", "--output"),
+    "--outdir": ("--run-dir",),
+    "-o": ("--run-dir",),
+}
+VALUE_ALIASES: dict[str, dict[str, str]] = {"--direction": {"atob": "a2b", "btoa": "b2a"}}
+
+
+def resolve_aliases(command, args: list[str]) -> list[str]:
+    """`args` of `command` with every hidden alias replaced by the option it stands for."""
+    known = {o for p in command.params if p.param_type_name == "option" for o in (*p.opts, *p.secondary_opts)}
+    out: list[str] = []
+    for arg in args:
+        if arg == "--":
+            return out + args[len(out):]
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in known and name in ALIASES:
+            name = next((o for o in ALIASES[name] if o in known), name)
+        if out and out[-1] in VALUE_ALIASES and not eq:
+            name = VALUE_ALIASES[out[-1]].get(name.lower(), name)
+        elif eq and name in VALUE_ALIASES:
+            value = VALUE_ALIASES[name].get(value.lower(), value)
+        out.append(name + eq + value)
+    return out
+
+
+class AliasGroup(TyperGroup):
+    """A command group whose commands accept the hidden aliases of ALIASES."""
+
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None and not hasattr(cmd, "commands"):  # a command, not a group
+            rest = resolve_aliases(cmd, rest)
+        return name, cmd, rest
+
 
 app = typer.Typer(
     name="gencli",
+    cls=AliasGroup,
     help="Train, explore and use deep generative image models: VAE, conditional VAE, CycleGAN, StyleGAN.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
-train_app = typer.Typer(help="Train a model family; see `gencli train FAMILY --help`.", no_args_is_help=True)
+train_app = typer.Typer(cls=AliasGroup, help="Train a model family; see `gencli train FAMILY --help`.",
+                        no_args_is_help=True)
 app.add_typer(train_app, name="train")
-import_app = typer.Typer(help="Convert published weights into a gencli checkpoint.", no_args_is_help=True)
+import_app = typer.Typer(cls=AliasGroup, help="Convert published weights into a gencli checkpoint.",
+                         no_args_is_help=True)
 app.add_typer(import_app, name="import-weights")
 
-console = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True)  # result lines are never hard-wrapped when piped
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: examples, one per line."""
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in lines)
 
 
 class DeviceName(str, Enum):
@@ -41,34 +107,120 @@ class DeviceName(str, Enum):
     cuda = "cuda"
 
 
-# Options shared by several commands.
-CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Model file (default: runs/FAMILY/model.safetensors, else the bundled one).")]
+# The option vocabulary (see the module docstring).
+ModelArg = Annotated[Optional[str], typer.Argument(
+    metavar="[MODEL]", show_default=False,
+    help="Model: a family (vae, cvae, stylegan), a model name, a run folder or a checkpoint file.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", hidden=True, help="Same as MODEL.")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", "-c", help="Checkpoint file or run folder (default: runs/MODEL, an imported MODEL, the bundled one).")]
 DeviceOpt = Annotated[DeviceName, typer.Option(help="Where to run: auto picks CUDA when available.")]
 DataDirOpt = Annotated[Optional[Path], typer.Option(help="Data directory (default: $GENCLI_DATA_DIR, else a per-user cache).")]
 LabelOpt = Annotated[Optional[int], typer.Option(help="Digit to condition on (cvae only), 0-9.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Image file to write; its extension names the format: .png, .jpg, .webp or .gif.")]
 ScaleOpt = Annotated[int, typer.Option(help="Upsample the images K times (nearest neighbour), for viewing.", metavar="K")]
+RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder to write (default: runs/NAME).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")]
+LogEveryOpt = Annotated[float, typer.Option(
+    envvar="GENCLI_LOG_EVERY", help="Seconds between progress lines when the output is not a terminal.")]
+
+
+def model_name(model: str | None, option: str | None) -> str | None:
+    """MODEL given as the positional argument or as the hidden --model."""
+    if model and option and model != option:
+        raise OptionError(f"MODEL is {model} but --model is {option}; give one")
+    return model or option
+
+
+# --- running a command: numbers checked, models reported, errors in one line ---------------------------
+
+_models_used: contextvars.ContextVar[list] = contextvars.ContextVar("gencli_models_used")
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (read from its environment: no torch import)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _model_line(source) -> None:
+    if source.origin == "training":
+        if source.shadows and is_main_process():
+            console.print(f"Note: {source.path.parent} will shadow the {source.shadows} {source.name}: commands "
+                          f"naming {source.name} will use this run instead (choose another with -c PATH)",
+                          markup=False)
+        return
+    _models_used.get([]).append(source)
+    if is_main_process():
+        console.print(f"Model: {source.describe()}", markup=False)
+
+
+def error_line(e: BaseException) -> str | None:
+    """The one line for an exception of torch, safetensors, PIL or the system that reaches a command
+    (matched by class name, so that nothing is imported for it); None for anything else (a bug)."""
+    names = [cls.__name__ for cls in type(e).__mro__]
+    text = (str(e).strip().splitlines() or [""])[0][:300]
+    if "OutOfMemoryError" in names or isinstance(e, MemoryError) or "out of memory" in text.lower():
+        return f"out of memory ({text or type(e).__name__}); try a smaller --batch-size, --size or --tile, or --device cpu"
+    if "DecompressionBombError" in names:
+        return f"image too large: {text}"
+    if "UnidentifiedImageError" in names:
+        return f"cannot read image: {text}"
+    if "SafetensorError" in names:
+        return f"not a readable safetensors file: {text}"
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename else ""
+        return f"{e.strerror or text}{where}"
+    if isinstance(e, (RuntimeError, OverflowError)):
+        return f"{type(e).__name__}: {text}"
+    return None
 
 
 def fails_cleanly(fn):
-    """Turn the library's user errors into one line on stderr and exit code 1; Ctrl-C into code 130."""
+    """Every command runs through this: it checks every number of the command's options against the one
+    table (gencli.api.common) before anything else, prints one line on stderr for each model the command
+    opens, and turns errors into one line on stderr: bad options exit 2 (as usage errors do), other
+    errors 1, Ctrl-C 130. GENCLI_DEBUG=1 shows the traceback of unexpected exceptions instead."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from gencli.api import common, info  # torch-free
+
+        token = _models_used.set([])
         try:
-            return fn(*args, **kwargs)
+            common.check_numbers(kwargs)
+            with info.watch_models(_model_line):
+                return fn(*args, **kwargs)
+        except OptionError as e:
+            console.print(f"Error: {e}", markup=False)
+            raise typer.Exit(2)
         except GencliError as e:
-            console.print(f"Error: {e}", markup=False, soft_wrap=True)
-            raise typer.Exit(1)
-        except OSError as e:
-            where = f": {e.filename}" if e.filename else ""
-            console.print(f"Error: {e.strerror or e}{where}", markup=False, soft_wrap=True)
+            console.print(f"Error: {e}", markup=False)
             raise typer.Exit(1)
         except KeyboardInterrupt:
             console.print("Interrupted. Checkpoints of finished epochs are kept; continue with --resume.")
             raise typer.Exit(130)
+        except Exception as e:
+            line = None if os.environ.get("GENCLI_DEBUG") else error_line(e)
+            if line is None:
+                raise
+            console.print(f"Error: {line}", markup=False)
+            raise typer.Exit(1)
+        finally:
+            _models_used.reset(token)
 
     return wrapper
+
+
+def finish(as_json: bool, text: str, **result) -> None:
+    """A command's result: `text` on stdout, or with --json one JSON object of `result` (paths as strings)
+    and "models", the models it used with their provenance. From rank 0 alone under torchrun."""
+    if not is_main_process():
+        return
+    if as_json:
+        result["models"] = [s.as_dict() for s in _models_used.get([])]
+        typer.echo(json.dumps(result, default=str))
+    else:
+        stdout.print(text, markup=False)
 
 
 def version_callback(value: bool) -> None:
@@ -85,81 +237,9 @@ def root(
     """Deep generative image models from one command line."""
 
 
-def rich_progress():
-    """Training hooks (gencli.training.loop.TrainingHooks) rendered with rich: a bar per epoch with loss
-    and images/second."""
-    import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from gencli.api import TrainingHooks  # here, not at the top: it imports torch (see above)
-
-    class RichProgress(TrainingHooks):
-        def start(self, first_epoch, epochs):
-            self.epochs = epochs
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
-                                transient=True)
-            self.bar.start()
-            self.task = None
-
-        def epoch_start(self, epoch, steps):
-            if self.task is not None:
-                self.bar.remove_task(self.task)
-            self.task = self.bar.add_task(f"epoch {epoch}/{self.epochs}", total=steps, info="")
-            self.t0, self.images = time.perf_counter(), 0
-
-        def step(self, step, logs, images):
-            self.images += images
-            rate = self.images / max(time.perf_counter() - self.t0, 1e-9)
-            info = "  ".join(f"{k} {v:.3g}" for k, v in logs.items()) + f"  {rate:.0f} img/s"
-            self.bar.update(self.task, completed=step, info=info)
-
-        def epoch_end(self, epoch, metrics):
-            shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("epoch", "seconds"))
-            self.bar.console.print(f"epoch {epoch}/{self.epochs}  {shown}  ({metrics['seconds']:.1f} s)",
-                                   markup=False, highlight=False)
-
-        def stop(self):
-            self.bar.stop()
-
-    return RichProgress()
-
-
-@contextlib.contextmanager
-def distributed_job(batch_size: int):
-    """Around a training command: under torchrun, say (once) how the batch is split, and leave the
-    process group when done."""
-    from gencli.api import distributed  # imports torch
-
-    w = distributed.world()
-    if w.distributed and w.is_main:
-        console.print(f"torchrun: {w.world_size} processes x batch {batch_size} = global batch "
-                      f"{w.world_size * batch_size}", markup=False)
-    try:
-        yield
-    finally:
-        distributed.shutdown()
-
-
-def report(message: str) -> None:
-    """A result line on stdout, from rank 0 alone under torchrun."""
-    from gencli.api import distributed  # imports torch
-
-    if distributed.world().is_main:
-        stdout.print(message, markup=False)
-
-
-def parse_ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise GencliError(f"bad {what} {text!r}; write integers separated by commas, e.g. 512,256") from None
-
-
 def warn_skipped(path: Path, message: str) -> None:
     """How every command reports an unreadable input file that it skips."""
-    console.print(f"Warning: {message}; skipped", markup=False, soft_wrap=True)
+    console.print(f"Warning: {message}; skipped", markup=False)
 
 
 def download_bar(what: str):
@@ -175,3 +255,15 @@ def download_bar(what: str):
         bar.update(task, completed=done, total=total)
 
     return update, bar.stop
+
+
+def model_choice(model: str | None, checkpoint: Path | None) -> tuple[str | None, Path | None]:
+    """(family, checkpoint) from MODEL and -c: a family name (vae, cvae, stylegan) picks the family; a run
+    folder, a checkpoint file or another model name stands for -c."""
+    from gencli.api import info  # torch-free
+
+    if model is None or model in info.FAMILY_NAMES:
+        return model, checkpoint
+    if checkpoint is not None:
+        raise OptionError(f"MODEL {model} and --checkpoint both name a model; give one")
+    return None, info.locate_model(model).path

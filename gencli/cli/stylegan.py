@@ -1,24 +1,34 @@
 """CLI commands of the stylegan family: `train stylegan`, `style-mix`, `interpolate` and
-`import-weights stylegan` (`sample stylegan` is in gencli.cli.general). They parse, call gencli.api
+`import-weights stylegan` (`sample stylegan` is in gencli.cli.vae). They parse, call gencli.api
 and print."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli import shared
-from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, OutputOpt, ScaleOpt, app,
-                               distributed_job, fails_cleanly, import_app, parse_ints, report, stdout, train_app,
-                               warn_skipped)
+from gencli.cli.progress import distributed_job, training_progress, training_result
+from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, ModelArg,
+                               OutputOpt, ScaleOpt, app, examples, fails_cleanly, finish, import_app, model_choice,
+                               train_app, warn_skipped)
+from gencli.errors import OptionError
+
+
+class Style(str, Enum):
+    adain = "adain"
+    demod = "demod"
 
 TruncationOpt = Annotated[float, typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it.")]
 NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise, the same for every image.")]
 
 
-@train_app.command("stylegan")
+@train_app.command("stylegan", epilog=examples(
+    "gencli train stylegan --data mnist --kimg 200       # runs/stylegan/",
+    "gencli train stylegan --data photos/ --resolution 64 --run-dir runs/photos",
+    "gencli train stylegan --data monet/ --init-from runs/photos --run-dir runs/m"))
 @fails_cleanly
 def train_stylegan(
     data: Annotated[str, typer.Option(help="mnist, fashion-mnist (padded to 32 px), or a folder of images.")] = "mnist",
@@ -32,7 +42,7 @@ def train_stylegan(
     z_dim: Annotated[Optional[int], typer.Option(help="Size of z (default 128).")] = None,
     w_dim: Annotated[Optional[int], typer.Option(help="Size of w (default 128).")] = None,
     mapping_layers: Annotated[Optional[int], typer.Option(help="Layers of the mapping network (default 8).")] = None,
-    style: Annotated[Optional[str], typer.Option(help="How w styles each layer: adain (the paper) or demod (StyleGAN2's weight demodulation).")] = None,
+    style: Annotated[Optional[Style], typer.Option(help="How w styles each layer: adain (the paper) or demod (StyleGAN2's weight demodulation).")] = None,
     skip_rgb: Annotated[Optional[bool], typer.Option("--skip-rgb/--no-skip-rgb", help="StyleGAN2's skip generator: a to-RGB at every resolution, summed (default on).")] = None,
     tanh_output: Annotated[Optional[bool], typer.Option("--tanh-output/--linear-output", help="tanh on the generator's output (default: on for mnist and fashion-mnist, off for folders).")] = None,
     mbstd_group: Annotated[Optional[int], typer.Option(help="Images per minibatch-standard-deviation group in D (default: the batch size, at most 32).")] = None,
@@ -45,30 +55,37 @@ def train_stylegan(
     init_from: Annotated[Optional[Path], typer.Option(help="Transfer learning: start from this stylegan run's G, D and EMA.")] = None,
     freeze_mapping: Annotated[bool, typer.Option(help="Keep the mapping network fixed (with --init-from).")] = False,
     freeze_d: Annotated[int, typer.Option(help="Freeze-D: keep D's first N blocks (and from-RGB) fixed.")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/stylegan).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder to write (default: runs/stylegan).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: DeviceOpt = DeviceName.auto,
-    resume: Annotated[bool, typer.Option(help="Continue the run in the run directory (its options are kept).")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Start again even if the run directory holds a model.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in the run folder (its options are kept).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start again even if the run folder holds a model.")] = False,
+    log_every: LogEveryOpt = 30.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train a StyleGAN (Karras et al. 2019) on digits or a folder of images; --init-from fine-tunes one."""
     from gencli import api
 
+    progress = training_progress(log_every, kimg=True)
     with distributed_job(batch_size):
         path = api.train_stylegan(
-            data=data, data_dir=data_dir, out=out, resolution=resolution,
-            widths=parse_ints(widths, "--widths") if widths else None, z_dim=z_dim, w_dim=w_dim,
-            mapping_layers=mapping_layers, style=style, skip_rgb=skip_rgb, tanh_output=tanh_output,
+            data=data, data_dir=data_dir, out=run_dir, resolution=resolution,
+            widths=api.common.parse_ints(widths, "--widths") if widths else None, z_dim=z_dim, w_dim=w_dim,
+            mapping_layers=mapping_layers, style=style.value if style else None, skip_rgb=skip_rgb, tanh_output=tanh_output,
             mbstd_group=mbstd_group, batch_size=batch_size, lr=lr, r1_gamma=r1_gamma, r1_every=r1_every,
             mixing_prob=mixing_prob, ema_kimg=ema_kimg, kimg=kimg, epochs=epochs, tick_kimg=tick_kimg, mirror=mirror,
             init_from=init_from, freeze_mapping=freeze_mapping, freeze_d=freeze_d, seed=seed, device=device.value,
-            resume=resume, overwrite=overwrite, progress=shared.rich_progress(), on_skip=warn_skipped)
-        report(f"Model written to {path}")
+            resume=resume, overwrite=overwrite, progress=progress, on_skip=warn_skipped)
+        text, result = training_result("stylegan", path, progress)
+        finish(as_json, text, **result)
 
 
-@app.command("style-mix")
+@app.command("style-mix", epilog=examples(
+    "gencli style-mix --rows 0-3 --cols 4-7 --cutoff 4    # bundled MNIST model",
+    "gencli style-mix runs/photos --trunc 0.5 -o mix.png --json"))
 @fails_cleanly
 def style_mix(
+    model: ModelArg = None,
     rows: Annotated[str, typer.Option(help="Seeds of the rows: their coarse styles (layers below --cutoff).")] = "0-3",
     cols: Annotated[str, typer.Option(help="Seeds of the columns: their fine styles.")] = "4-7",
     cutoff: Annotated[int, typer.Option(help="Style layers taken from the row seed (4 = the 4 and 8 px layers).")] = 4,
@@ -78,21 +95,26 @@ def style_mix(
     output: OutputOpt = None,
     scale: ScaleOpt = 1,
     annotate: Annotated[bool, typer.Option(help="Write the seeds as row and column headers.")] = False,
-    device: DeviceOpt = DeviceName.cpu,
+    device: DeviceOpt = DeviceName.auto,
+    as_json: JsonOpt = False,
 ) -> None:
     """The StyleGAN paper's style-mixing grid: coarse styles from the row seeds, fine from the columns."""
     from gencli import api
 
-    path = api.style_mix(checkpoint=checkpoint, rows=api.parse_seeds(rows), cols=api.parse_seeds(cols),
-                                   cutoff=cutoff, truncation=truncation, noise_seed=noise_seed,
-                                   out=output or Path("stylegan_style_mix.png"), device=device.value,
-                                   scale=scale, annotate=annotate)
-    stdout.print(f"Style-mixing grid written to {path}", markup=False)
+    checkpoint = stylegan_checkpoint(model, checkpoint)
+    path = api.style_mix(checkpoint=checkpoint, rows=api.common.parse_seeds(rows, "--rows"),
+                         cols=api.common.parse_seeds(cols, "--cols"), cutoff=cutoff, truncation=truncation,
+                         noise_seed=noise_seed, out=output or Path("stylegan_style_mix.png"), device=device.value,
+                         scale=scale, annotate=annotate)
+    finish(as_json, f"Style-mixing grid written to {path}", output=str(path))
 
 
-@app.command()
+@app.command(epilog=examples(
+    "gencli interpolate --seeds 0,1,2 --steps 8           # bundled MNIST model",
+    "gencli interpolate runs/photos --seeds 0-3 -o walk.png --json"))
 @fails_cleanly
 def interpolate(
+    model: ModelArg = None,
     seeds: Annotated[str, typer.Option(help="Two or more seeds; one strip per consecutive pair, e.g. 0,1 or 0-3.")] = "0,1",
     steps: Annotated[int, typer.Option(help="Images per strip, ends included.")] = 8,
     truncation: TruncationOpt = 0.7,
@@ -101,28 +123,42 @@ def interpolate(
     output: OutputOpt = None,
     scale: ScaleOpt = 1,
     annotate: Annotated[bool, typer.Option(help="Head each strip with its seeds (an animation: each frame with its seeds and t).")] = False,
-    device: DeviceOpt = DeviceName.cpu,
+    device: DeviceOpt = DeviceName.auto,
+    as_json: JsonOpt = False,
 ) -> None:
     """A stylegan's images along straight lines in w space between seeds; -o NAME.gif (or .webp) writes
     an animation along the whole path."""
     from gencli import api
 
-    path = api.interpolate(checkpoint=checkpoint, seeds=api.parse_seeds(seeds), steps=steps,
-                                     truncation=truncation, noise_seed=noise_seed,
-                                     out=output or Path("stylegan_interpolation.png"), device=device.value,
-                                     scale=scale, annotate=annotate)
-    stdout.print(f"Interpolation written to {path}", markup=False)
+    checkpoint = stylegan_checkpoint(model, checkpoint)
+    path = api.interpolate(checkpoint=checkpoint, seeds=api.common.parse_seeds(seeds), steps=steps,
+                           truncation=truncation, noise_seed=noise_seed,
+                           out=output or Path("stylegan_interpolation.png"), device=device.value,
+                           scale=scale, annotate=annotate)
+    finish(as_json, f"Interpolation written to {path}", output=str(path))
 
 
-@import_app.command("stylegan")
+def stylegan_checkpoint(model: str | None, checkpoint: Path | None) -> Path | None:
+    """style-mix and interpolate take MODEL (default: stylegan) like sample does."""
+    family, checkpoint = model_choice(model, checkpoint)
+    if family not in (None, "stylegan"):
+        raise OptionError(f"this command draws from stylegan models, not {family}")
+    return checkpoint
+
+
+@import_app.command("stylegan", epilog=examples(
+    "gencli import-weights stylegan ffhq-256.model --resolution 256 -o ffhq.safetensors",
+    "gencli sample -c ffhq256.safetensors --seeds 0-15"))
 @fails_cleanly
 def import_stylegan(
     file: Annotated[Path, typer.Argument(help="A rosinality/style-based-gan-pytorch checkpoint (.model/.pt).")],
     resolution: Annotated[int, typer.Option(help="The resolution the checkpoint was trained to (its file holds layers up to 1024 px).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="gencli checkpoint to write.")] = Path("stylegan-imported.safetensors"),
+    as_json: JsonOpt = False,
 ) -> None:
     """Convert a StyleGAN (v1) generator from rosinality/style-based-gan-pytorch into a gencli checkpoint."""
     from gencli import api
 
     path = api.import_stylegan(file, resolution=resolution, out=output)
-    stdout.print(f"Checkpoint written to {path}; try `gencli sample stylegan -c {path}`", markup=False)
+    finish(as_json, f"Checkpoint written to {path}; try `gencli sample stylegan -c {path}`", output=str(path),
+           next=f"gencli sample stylegan -c {path}")

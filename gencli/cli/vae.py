@@ -3,62 +3,79 @@ models), `latent-grid`, `reconstruct`, `evaluate`."""
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli import shared
-from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, LabelOpt, OutputOpt,
-                               ScaleOpt, app, distributed_job, fails_cleanly, parse_ints, report, stdout, train_app)
-from gencli.errors import GencliError
+from gencli.cli.progress import distributed_job, training_progress, training_result
+from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LabelOpt, LogEveryOpt,
+                               ModelArg, ModelOpt, OutputOpt, RunDirOpt, ScaleOpt, app, examples, fails_cleanly, finish,
+                               model_choice, model_name, train_app)
+from gencli.errors import OptionError
 
 
-class VAEFamily(str, Enum):
-    vae = "vae"
-    cvae = "cvae"
+class DigitData(str, Enum):
+    mnist = "mnist"
+    fashion_mnist = "fashion-mnist"
 
 
-@train_app.command("vae")
-@train_app.command("cvae")
+class LRSchedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+
+
+TRAIN_EXAMPLES = examples(
+    "gencli train vae --epochs 50                  # runs/vae/",
+    "gencli train cvae --data fashion-mnist --run-dir runs/fashion",
+    "gencli train vae --epochs 100 --resume    # continue runs/vae to 100 epochs")
+
+
+@train_app.command("vae", epilog=TRAIN_EXAMPLES)
+@train_app.command("cvae", epilog=TRAIN_EXAMPLES)
 @fails_cleanly
 def train_vae(
     ctx: typer.Context,
     epochs: Annotated[int, typer.Option(help="Epochs to train (in all, when resuming).")] = 50,
     batch_size: Annotated[int, typer.Option(help="Images per step (per process under torchrun).")] = 64,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    lr_schedule: Annotated[str, typer.Option(help="constant, or cosine (lr down to lr/100 over the run).")] = "constant",
+    lr_schedule: Annotated[LRSchedule, typer.Option(help="constant, or cosine (lr down to lr/100 over the run).")] = LRSchedule.constant,
     ema_decay: Annotated[float, typer.Option(help="Per-step decay of the weight average that is evaluated and saved; 0 turns it off.")] = 0.9999,
     dropout: Annotated[float, typer.Option(help="Dropout after every hidden layer while training; 0 turns it off.")] = 0.0,
     latent_dim: Annotated[int, typer.Option(help="Size of the latent code; 2 can be plotted.")] = 2,
     hidden: Annotated[str, typer.Option(help="Encoder widths, comma-separated; the decoder mirrors them.")] = "512,256",
-    dataset: Annotated[str, typer.Option(help="mnist or fashion-mnist.")] = "mnist",
+    data: Annotated[DigitData, typer.Option(help="The data set.")] = DigitData.mnist,
     data_dir: DataDirOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/FAMILY).")] = None,
+    run_dir: RunDirOpt = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: DeviceOpt = DeviceName.auto,
-    resume: Annotated[bool, typer.Option(help="Continue the run in the run directory.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Start again even if the run directory holds a model.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in the run folder.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start again even if the run folder holds a model.")] = False,
+    log_every: LogEveryOpt = 30.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train a VAE (or, as `train cvae`, a conditional VAE) on MNIST or Fashion-MNIST."""
     from gencli import api
 
     family = ctx.info_name
+    progress = training_progress(log_every)
     with distributed_job(batch_size):
-        path = api.train_vae(family, dataset=dataset, data_dir=data_dir, out=out, epochs=epochs,
-                             batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema_decay=ema_decay,
-                             dropout=dropout, latent_dim=latent_dim,
-                             hidden=parse_ints(hidden, "--hidden"), seed=seed, device=device.value, resume=resume,
-                             overwrite=overwrite, progress=shared.rich_progress())
-        report(f"Model written to {path}")
+        path = api.train_vae(family, dataset=data.value, data_dir=data_dir, out=run_dir, epochs=epochs,
+                             batch_size=batch_size, lr=lr, lr_schedule=lr_schedule.value, ema_decay=ema_decay,
+                             dropout=dropout, latent_dim=latent_dim, hidden=api.common.parse_ints(hidden, "--hidden"),
+                             seed=seed, device=device.value, resume=resume, overwrite=overwrite, progress=progress)
+        text, result = training_result(family, path, progress)
+        finish(as_json, text, **result)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "gencli sample vae                      # vae_samples.png: 64 prior samples",
+    "gencli sample cvae --label 3 --seeds 0-31 -o threes.png",
+    "gencli sample stylegan --seeds 0-63 --trunc 0.7 --json"))
 @fails_cleanly
 def sample(
-    family: Annotated[Optional[str], typer.Argument(help="vae, cvae or stylegan (default: from --checkpoint).")] = None,
+    model: ModelArg = None,
     n: Annotated[Optional[int], typer.Option("-n", help="Number of images (default 64; cvae: 10 rows).")] = None,
     nrow: Annotated[int, typer.Option(help="Images per row.")] = 8,
     seed: Annotated[int, typer.Option(help="First seed; image i uses seed+i.")] = 0,
@@ -70,34 +87,36 @@ def sample(
     outdir: Annotated[Optional[Path], typer.Option(help="Also write one PNG per seed into this folder (seed0042.png).")] = None,
     scale: ScaleOpt = 1,
     annotate: Annotated[bool, typer.Option(help="Head each row with its label (cvae) or its seeds.")] = False,
-    device: DeviceOpt = DeviceName.cpu,
+    device: DeviceOpt = DeviceName.auto,
+    as_json: JsonOpt = False,
+    model_opt: ModelOpt = None,
 ) -> None:
     """Draw samples from the prior, one image per seed, as a grid (and with --outdir one file per seed)."""
     from gencli import api
 
+    family, checkpoint = model_choice(model_name(model, model_opt), checkpoint)
     if family is None and checkpoint is None:
-        raise GencliError("name a model family (e.g. `gencli sample vae`) or pass --checkpoint")
+        raise OptionError("name a model (e.g. `gencli sample vae`) or pass --checkpoint")
     if seeds is not None:
-        seed_list = api.parse_seeds(seeds)
+        seed_list = api.common.parse_seeds(seeds)
     elif n is not None:
-        if n <= 0:
-            raise GencliError(f"-n must be positive, got {n}")
-        seed_list = list(range(seed, seed + n))
+        seed_list = api.common.parse_seeds(f"{seed}-{seed + n - 1}", "-n/--seed")
     else:
         seed_list = None
     out = output or Path(f"{family or 'model'}_samples.png")
     path = api.sample(family, checkpoint=checkpoint, seeds=seed_list, label=label, nrow=nrow, out=out,
                       device=device.value, truncation=truncation, outdir=outdir, scale=scale, annotate=annotate)
-    stdout.print(f"Samples written to {path}" + (f"; one PNG per seed in {outdir}" if outdir else ""), markup=False)
+    finish(as_json, f"Samples written to {path}" + (f"; one PNG per seed in {outdir}" if outdir else ""),
+           output=str(path), seeds=seed_list, outdir=str(outdir) if outdir else None)
 
 
-ModelOpt = Annotated[Optional[VAEFamily], typer.Option("--model", "-m", help="vae or cvae (default vae; --label implies cvae).")]
-
-
-@app.command("latent-grid")
+@app.command("latent-grid", epilog=examples(
+    "gencli latent-grid                     # vae_latent_grid.png",
+    "gencli latent-grid cvae --label 8 -o eights.png",
+    "gencli latent-grid -c runs/vae16 --dims 0,1 --range=-3,3"))
 @fails_cleanly
 def latent_grid(
-    model: ModelOpt = None,
+    model: ModelArg = None,
     label: LabelOpt = None,
     steps: Annotated[int, typer.Option(help="Grid size: steps x steps images.")] = 8,
     range_: Annotated[str, typer.Option("--range", help="prior: the standard normal's quantiles at (i + 0.5)/steps (Kingma & Welling, Fig. 4); minmax: the test set's range of latent means; or LO,HI (evenly spaced).", metavar="prior|minmax|LO,HI")] = "prior",
@@ -107,61 +126,68 @@ def latent_grid(
     scale: ScaleOpt = 1,
     annotate: Annotated[bool, typer.Option(help="Write the z values along the axes (with --animate: on each frame).")] = False,
     animate: Annotated[bool, typer.Option(help="Write an animation (-o NAME.gif or .webp) walking the grid row by row, alternating direction.")] = False,
-    device: DeviceOpt = DeviceName.cpu,
+    device: DeviceOpt = DeviceName.auto,
+    as_json: JsonOpt = False,
+    model_opt: ModelOpt = None,
 ) -> None:
-    """Decode a grid of points spanning the latent space: by default the prior's quantiles, so every cell
-    is a likely code."""
+    """Decode a grid of points spanning the latent space (a vae or cvae; --label implies cvae): by
+    default the prior's quantiles, so every cell is a likely code."""
     from gencli import api
 
-    family = model.value if model else None
-    dim_pair = parse_ints(dims, "--dims") if dims else None
+    family, checkpoint = model_choice(model_name(model, model_opt), checkpoint)
+    dim_pair = api.common.parse_ints(dims, "--dims") if dims else None
     if dim_pair is not None and len(dim_pair) != 2:
-        raise GencliError("--dims takes two dimensions, e.g. 0,1")
+        raise OptionError("--dims takes two dimensions, e.g. 0,1")
     default = f"{family or ('cvae' if label is not None else 'vae')}_latent_grid" + (f"_label{label}" if label is not None else "")
     path = api.latent_grid(family, checkpoint=checkpoint, steps=steps, value_range=range_, label=label,
                            dims=dim_pair, out=output or Path(default + (".gif" if animate else ".png")),
                            device=device.value, scale=scale, annotate=annotate, animate=animate)
-    stdout.print(f"Latent grid written to {path}", markup=False)
+    finish(as_json, f"Latent grid written to {path}", output=str(path))
 
 
-@app.command()
+@app.command(epilog=examples(
+    "gencli reconstruct cvae -n 50          # cvae_reconstructions.png, mean loss",
+    "gencli reconstruct -c runs/vae --json"))
 @fails_cleanly
 def reconstruct(
-    model: ModelOpt = None,
+    model: ModelArg = None,
     n: Annotated[int, typer.Option("-n", help="Number of test images.")] = 50,
     nrow: Annotated[int, typer.Option(help="Images per row; each row of inputs is followed by its reconstructions.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed that picks the test images.")] = 0,
     data_dir: DataDirOpt = None,
     checkpoint: CheckpointOpt = None,
     output: OutputOpt = None,
-    device: DeviceOpt = DeviceName.cpu,
+    device: DeviceOpt = DeviceName.auto,
+    as_json: JsonOpt = False,
+    model_opt: ModelOpt = None,
 ) -> None:
     """Show random test images over their reconstructions, and their mean loss."""
     from gencli import api
 
-    family = model.value if model else None
+    family, checkpoint = model_choice(model_name(model, model_opt), checkpoint)
     out = output or Path(f"{family or 'vae'}_reconstructions.png")
     path, loss = api.reconstruct(family, checkpoint=checkpoint, n=n, nrow=nrow, seed=seed, data_dir=data_dir,
                                  out=out, device=device.value)
-    stdout.print(f"Reconstructions written to {path}; mean loss {loss:.2f} nats per image", markup=False)
+    finish(as_json, f"Reconstructions written to {path}; mean loss {loss:.2f} nats per image",
+           output=str(path), loss=loss)
 
 
-@app.command()
+@app.command(epilog=examples(
+    "gencli evaluate vae                    # runs/vae, else the bundled vae",
+    "gencli evaluate cvae --json            # {\"loss\": ..., \"models\": [...]}"))
 @fails_cleanly
 def evaluate(
-    model: ModelOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: loss, bce, kl.")] = False,
+    model: ModelArg = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: loss, bce, kl and the model used.")] = False,
     data_dir: DataDirOpt = None,
     checkpoint: CheckpointOpt = None,
     device: DeviceOpt = DeviceName.auto,
+    model_opt: ModelOpt = None,
 ) -> None:
     """Test-set loss (negative ELBO) in nats per image, with its BCE and KL parts."""
     from gencli import api
 
-    metrics = api.evaluate(model.value if model else None, checkpoint=checkpoint, data_dir=data_dir,
-                           device=device.value)
-    if as_json:
-        stdout.print(json.dumps(metrics), markup=False)
-    else:
-        stdout.print(f"test loss {metrics['loss']:.2f} nats/image (BCE {metrics['bce']:.2f} + KL {metrics['kl']:.2f})",
-                     markup=False)
+    family, checkpoint = model_choice(model_name(model, model_opt), checkpoint)
+    metrics = api.evaluate(family, checkpoint=checkpoint, data_dir=data_dir, device=device.value)
+    finish(as_json, f"test loss {metrics['loss']:.2f} nats/image (BCE {metrics['bce']:.2f} + KL {metrics['kl']:.2f})",
+           **metrics)

@@ -1,0 +1,59 @@
+"""`gencli export`: a model's image-making network as ONNX or TorchScript, or its checkpoint with float16
+weights (see gencli.weights.export)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from gencli.api.common import check_numbers
+from gencli.checkpoint import load_model, save_model
+from gencli.errors import GencliError, OptionError
+from gencli.files import check_writable
+from gencli.models.cyclegan import check_direction
+from gencli.runs import open_model, path_argument
+from gencli.weights.export import export_network
+
+EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+TOLERANCE = {False: 1e-3, True: 5e-2}  # largest difference from PyTorch on images in [0, 1], by fp16
+HINT = "name a model (vae, cvae, stylegan, monet2photo, runs/NAME, an imported one) or give a checkpoint"
+
+
+def export(model: str | Path, *, format: str = "onnx", out: str | Path | None = None, fp16: bool = False,
+           direction: str = "a2b", truncation: float | None = None) -> dict:
+    """Export `model` (a name, a run folder or a checkpoint) as `format`; returns {"output", "format",
+    "family", "network", "inputs", "max_abs_diff"}: the file written, what it takes, and the largest
+    difference of its output from PyTorch's on a sample input (images in [0, 1])."""
+    check_numbers(locals())
+    if format not in EXPORT_FORMATS:
+        raise OptionError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    check_direction(direction)
+    given = path_argument(model)
+    net, meta = open_model("export", None, given, "cpu", name=None if given else str(model), hint=HINT)
+    family = meta["family"]
+    if truncation is not None and family != "stylegan":
+        raise OptionError(f"--truncation applies to stylegan models only, not {family}")
+    if family == "cyclegan" and direction not in net.config.directions:
+        raise OptionError(f"this model holds no {direction} generator (it has {', '.join(net.config.directions)})")
+    stem = meta["path"].parent.name if meta["path"].name == "model.safetensors" else meta["path"].stem
+    suffix = f"_{direction}" if family == "cyclegan" and format != "safetensors" else ""
+    out = check_writable(Path(out) if out else Path(f"{stem}{suffix}{EXPORT_FORMATS[format]}"))
+    if format == "safetensors":
+        if out.resolve() == meta["path"].resolve():
+            raise OptionError(f"-o {out} is the checkpoint being exported; write elsewhere")
+        save_model(out, family, net, net.config, epoch=meta["epoch"], seed=meta["seed"], extra=meta["extra"],
+                   dtype=torch.float16 if fp16 else None)
+        again, _ = load_model(out, family)
+        diff = max(((a.float() - b.float()).abs().max().item() for a, b in
+                    zip(net.state_dict().values(), again.state_dict().values()) if a.numel()), default=0.0)
+        result = {"inputs": [], "max_abs_diff": diff}
+        network = "checkpoint"
+    else:
+        result = export_network(net, family, format, out, fp16=fp16, direction=direction, truncation=truncation)
+        if not result["max_abs_diff"] <= TOLERANCE[fp16]:
+            raise GencliError(f"the exported {format} network differs from PyTorch by {result['max_abs_diff']:.3g} "
+                              f"(more than {TOLERANCE[fp16]}); {out} was written but should not be trusted")
+        network = {"vae": "vae decoder", "cvae": "cvae decoder", "stylegan": "stylegan generator",
+                   "cyclegan": f"cyclegan {direction} generator"}[family]
+    return {"output": str(out), "format": format, "family": family, "network": network, "fp16": fp16, **result}

@@ -1,0 +1,214 @@
+"""Where a model comes from and what it is, without torch.
+
+One rule finds the checkpoint a command works on (`locate_checkpoint`): an explicit path (a file, or a run
+folder holding model.safetensors); else runs/NAME/model.safetensors; else an imported model
+<models dir>/NAME.safetensors; else the checkpoint bundled with gencli as NAME. It returns the path with its
+provenance (`ModelSource`), which every command that reads a model reports. `read_header` reads a
+safetensors file's JSON header alone (8-byte length, then JSON), so `gencli info` answers at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from gencli.errors import GencliError
+
+RUNS_DIR = Path("runs")
+MODEL_FILE = "model.safetensors"
+MAX_HEADER = 100_000_000  # bytes; safetensors' own limit
+
+ORIGINS = {
+    "path": "given path",
+    "run": "run folder",
+    "imported": "imported",
+    "bundled": "bundled",
+}
+
+
+def cache_dir(kind: str, env: str) -> Path:
+    """A per-user folder: $`env` when set, else <cache>/gencli/`kind` (<cache> is $XDG_CACHE_HOME or
+    ~/.cache). Data sets live in kind "data", imported models in kind "models"."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "gencli" / kind
+
+
+def models_dir() -> Path:
+    """Where imported pretrained models live: $GENCLI_MODELS_DIR, else <cache>/gencli/models."""
+    return cache_dir("models", "GENCLI_MODELS_DIR")
+
+
+def bundled_checkpoint(name: str) -> Path | None:
+    """The checkpoint shipped with gencli under `name`, if any."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    path = Path(str(resources.files("gencli.assets").joinpath(f"{name}.safetensors")))
+    return path if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A checkpoint and where it came from: origin is "path" (given as a file), "run" (a run folder, given
+    or runs/NAME), "imported" (<models dir>/NAME), "bundled", or "training" (a run folder being trained). `shadows` names what a run folder or
+    an imported model hides: a bundled or imported model of the same name that a command would use
+    without it. Family and epoch are filled in once the header has been read (`described`)."""
+
+    path: Path
+    origin: str
+    name: str | None = None
+    shadows: str | None = None
+    family: str | None = None
+    epoch: int | None = None
+    details: dict = field(default_factory=dict, compare=False)
+
+    def describe(self) -> str:
+        """One line for people: `cyclegan, epoch 3, run folder runs/monet2photo (shadows the bundled monet2photo)`."""
+        what = ", ".join(p for p in (self.family, None if self.epoch is None else f"epoch {self.epoch}") if p)
+        if self.origin == "run":
+            where = f"run folder {self.path.parent}"
+        elif self.origin == "bundled":
+            where = f"bundled {self.name} ({self.path})"
+        elif self.origin == "imported":
+            where = f"imported {self.name} ({self.path})"
+        else:
+            where = f"file {self.path}"
+        line = f"{what}, {where}" if what else where
+        if self.shadows:
+            line += f"; it shadows the {self.shadows} {self.name} (pass -c PATH to choose)"
+        return line
+
+    def as_dict(self) -> dict:
+        return {"path": str(self.path), "origin": self.origin, "name": self.name, "family": self.family,
+                "epoch": self.epoch, **({"shadows": self.shadows} if self.shadows else {})}
+
+
+def shadowed(name: str, origin: str) -> str | None:
+    later = {"run": ("imported", "bundled"), "imported": ("bundled",)}.get(origin, ())
+    if "imported" in later and (models_dir() / f"{name}.safetensors").is_file():
+        return "imported"
+    if "bundled" in later and bundled_checkpoint(name) is not None:
+        return "bundled"
+    return None
+
+
+def locate_checkpoint(name: str | None, checkpoint: str | Path | None = None, *, hint: str = "") -> ModelSource:
+    """The checkpoint of model `name` with its provenance: `checkpoint` when given (a file, or a run folder
+    holding model.safetensors), else runs/NAME/model.safetensors, else <models dir>/NAME.safetensors, else
+    the bundled NAME. `hint` ends the error when there is none (how to get one)."""
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            path = path / MODEL_FILE
+        if not path.is_file():
+            raise GencliError(f"checkpoint not found: {checkpoint}")
+        return ModelSource(path, "run" if path.name == MODEL_FILE else "path", name)
+    if name is None:
+        raise GencliError("name a model or pass --checkpoint")
+    candidates = ((RUNS_DIR / name / MODEL_FILE, "run"), (models_dir() / f"{name}.safetensors", "imported"),
+                  (bundled_checkpoint(name), "bundled"))
+    for path, origin in candidates:
+        if path is not None and path.is_file():
+            return ModelSource(path, origin, name, shadowed(name, origin))
+    raise GencliError(f"no model named {name!r}: not in {RUNS_DIR / name}, not imported into {models_dir()}, "
+                      f"not bundled" + (f"; {hint}" if hint else ""))
+
+
+def path_argument(name_or_path: str | Path) -> Path | None:
+    """A model argument that names a checkpoint file or run folder (or looks like a path: a suffix or a
+    slash) as a path; None for a model name."""
+    path = Path(name_or_path).expanduser()
+    text = str(name_or_path)
+    if path.is_file() or (path / MODEL_FILE).is_file():
+        return path
+    if path.suffix in (".safetensors", ".pth", ".pt") or "/" in text or "\\" in text:
+        return Path(text)
+    return None
+
+
+def locate_model(name_or_path: str | Path, *, hint: str = "") -> ModelSource:
+    """A model argument as `translate`, `info` and `export` take it: a file or run folder, else a name."""
+    path = path_argument(name_or_path)
+    return locate_checkpoint(None if path else str(name_or_path), path, hint=hint)
+
+
+# --- telling the command line which model is used -------------------------------------------------------
+
+_listeners: contextvars.ContextVar[tuple] = contextvars.ContextVar("gencli_model_listeners", default=())
+
+
+@contextlib.contextmanager
+def watch_models(listener: Callable[[ModelSource], None]):
+    """Within the block, `listener(source)` hears of every model a command opens (gencli.runs.open_model:
+    its path, provenance, family and epoch) and of every run folder a training prepares (origin
+    "training"). The library stays silent without one; the CLI prints one line per model."""
+    token = _listeners.set(_listeners.get() + (listener,))
+    try:
+        yield
+    finally:
+        _listeners.reset(token)
+
+
+def tell(source: ModelSource) -> None:
+    for listener in _listeners.get():
+        listener(source)
+
+
+# --- the safetensors header ------------------------------------------------------------------------------
+
+def read_header(path: str | Path) -> dict:
+    """The JSON header of a safetensors file: {tensor name: {dtype, shape, data_offsets}, "__metadata__":
+    {...}}. Reads the header bytes alone."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            size = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            if not 0 < size <= MAX_HEADER:
+                raise ValueError
+            header = json.loads(f.read(size))
+        if not isinstance(header, dict):
+            raise ValueError
+    except FileNotFoundError:
+        raise GencliError(f"checkpoint not found: {path}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise GencliError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt?)") from None
+    return header
+
+
+def describe_checkpoint(source: ModelSource) -> ModelSource:
+    """`source` with its family and epoch, and in `details` what `gencli info` shows: config, seed, version,
+    the family's metadata, the number of parameters and their data types. Reads the header alone."""
+    header = read_header(source.path)
+    raw = header.pop("__metadata__", None) or {}
+    if "family" not in raw or "config" not in raw:
+        raise GencliError(f"{source.path} is a safetensors file but not a gencli checkpoint")
+    try:
+        details = {
+            "family": raw["family"],
+            "epoch": int(raw.get("epoch", 0)),
+            "seed": int(raw.get("seed", 0)),
+            "gencli_version": raw.get("gencli_version", ""),
+            "config": json.loads(raw["config"]),
+            "extra": json.loads(raw.get("extra", "{}")),
+        }
+        params, dtypes = 0, set()
+        for info in header.values():
+            count = 1
+            for d in info["shape"]:
+                count *= int(d)
+            params += count
+            dtypes.add(info["dtype"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise GencliError(f"{source.path}: its gencli metadata or tensor list is malformed") from None
+    details.update(parameters=params, dtypes=sorted(dtypes), tensors=len(header), bytes=source.path.stat().st_size)
+    return ModelSource(source.path, source.origin, source.name, source.shadows, details["family"], details["epoch"],
+                       details)

@@ -1,0 +1,302 @@
+"""What the command line tells and accepts: provenance lines, `info`, the option vocabulary and its
+aliases, usage errors (exit 2) for bad numbers, one-line errors for torch/safetensors/PIL exceptions,
+--json results, progress without a terminal, and what answers without importing torch."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import one_line_error, run, tiny_train
+from gencli.catalog import bundled_checkpoint
+from gencli.checkpoint import save_model
+from gencli.models import cyclegan as cg
+
+NO_TORCH_PROBE = """
+import sys
+from gencli.cli import main
+try:
+    main()
+finally:
+    sys.stderr.write("\\ntorch loaded: %s\\n" % ("torch" in sys.modules))
+"""
+
+
+def cli_without_torch(*args, env=None):
+    """Run the console entry point in a fresh interpreter; returns (result, whether torch was imported)."""
+    out = subprocess.run([sys.executable, "-c", NO_TORCH_PROBE, *map(str, args)], capture_output=True, text=True,
+                         timeout=120, env=env)
+    loaded = out.stderr.strip().splitlines()[-1] == "torch loaded: True"
+    out.stderr = "\n".join(out.stderr.strip().splitlines()[:-1])
+    return out, loaded
+
+
+def model_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("Model: ")]
+
+
+# --- answers without torch ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["sample", "--help"], ["train", "cyclegan", "--help"],
+                                  ["info", "vae"], ["info", "monet2photo", "--json"], ["nonsense"],
+                                  ["sample", "vae", "--seed", "-5"], ["train", "vae", "--lr", "nan"],
+                                  ["sample", "vae", "--seeds", "0-2**70"], ["info", "no_such_model"]])
+def test_help_version_info_and_errors_load_no_torch(args):
+    out, torch_loaded = cli_without_torch(*args)
+    assert not torch_loaded, (args, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+
+
+def test_shell_completion_is_on():
+    result = run("--help")
+    assert "--install-completion" in result.output and "--show-completion" in result.output
+
+
+# --- provenance -----------------------------------------------------------------------------------------
+
+def test_provenance_line_for_bundled_run_folder_imported_and_path(tmp_path, monkeypatch, data_dir):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENCLI_MODELS_DIR", str(tmp_path / "models"))
+    result = run("sample", "vae", "--seeds", "0-1", "-o", "a.png")
+    assert result.exit_code == 0, result.output
+    assert model_lines(result.output) == [f"Model: vae, epoch 50, bundled vae ({bundled_checkpoint('vae')})"]
+
+    result = run("train", "vae", "--epochs", 1, "--batch-size", 50, "--hidden", 32, "--data-dir", data_dir,
+                 "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "Note: runs/vae will shadow the bundled vae" in result.output
+    result = run("sample", "vae", "--seeds", "0-1", "-o", "b.png")
+    line = model_lines(result.output)[0]
+    assert line.startswith("Model: vae, epoch 1, run folder runs/vae") and "shadows the bundled vae" in line
+
+    result = run("sample", "-c", tmp_path / "runs" / "vae" / "model.safetensors", "--seeds", "0", "-o", "c.png")
+    assert model_lines(result.output) == [f"Model: vae, epoch 1, run folder {tmp_path / 'runs' / 'vae'}"]
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(tmp_path / "runs" / "vae" / "model.safetensors", tmp_path / "models" / "digits.safetensors")
+    shutil.copy(tmp_path / "runs" / "vae" / "model.safetensors", tmp_path / "loose.safetensors")
+    result = run("sample", "digits", "--seeds", "0", "-o", "d.png", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["models"][0]["epoch"] == 1
+    result = run("info", "digits", "--json")
+    assert json.loads(result.stdout)["origin"] == "imported"
+    result = run("sample", "-c", "loose.safetensors", "--seeds", "0", "-o", "e.png")
+    assert model_lines(result.output) == ["Model: vae, epoch 1, file loose.safetensors"]
+
+
+def test_translate_names_the_bundled_model_it_uses(tmp_path):
+    Image.new("RGB", (32, 32), (200, 100, 50)).save(tmp_path / "in.png")
+    result = run("translate", "monet2photo", tmp_path / "in.png", "--direction", "BtoA", "-o", tmp_path / "out.png",
+                 "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert model_lines(result.output)[0].startswith("Model: cyclegan, epoch 3, bundled monet2photo")
+    answer = json.loads(result.stdout)
+    assert answer["direction"] == "b2a" and answer["outputs"] == [str(tmp_path / "out.png")]
+    assert answer["models"][0]["origin"] == "bundled"
+
+
+# --- info -------------------------------------------------------------------------------------------------
+
+def test_info_on_a_run_folder_a_bundled_name_and_a_file(vae_ckpt):
+    result = run("info", vae_ckpt.parent)
+    assert result.exit_code == 0, result.output
+    assert "family    vae, epoch 2" in result.output and "parameters" in result.output
+    data = json.loads(run("info", vae_ckpt.parent, "--json").stdout)
+    assert data["origin"] == "run" and data["config"]["hidden"] == [32] and data["parameters"] > 0
+    data = json.loads(run("info", "monet2photo", "--json").stdout)
+    assert data["origin"] == "bundled" and data["family"] == "cyclegan" and data["dtypes"] == ["F16"]
+    data = json.loads(run("info", vae_ckpt, "--json").stdout)
+    assert data["origin"] == "run" and data["epoch"] == 2
+
+
+def test_info_errors(tmp_path):
+    one_line_error(run("info", "no_such_model"), "no model named")
+    (tmp_path / "bad.safetensors").write_bytes(b"\xff" * 20)
+    one_line_error(run("info", tmp_path / "bad.safetensors"), "not a readable safetensors")
+
+
+# --- the option vocabulary ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [["train", "vae"], ["train", "cvae"], ["train", "cyclegan"], ["train", "stylegan"],
+                                     ["sample"], ["latent-grid"], ["reconstruct"], ["evaluate"], ["translate"],
+                                     ["download"], ["download-weights"], ["import-weights", "cyclegan"],
+                                     ["import-weights", "stylegan"], ["style-mix"], ["interpolate"], ["info"],
+                                     ["export"]])
+def test_every_command_has_examples(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0 and "Examples" in result.output and "gencli " in result.output, result.output
+
+
+@pytest.mark.parametrize("command, choices", [
+    (["train", "vae"], ["mnist|fashion-mnist", "constant|cosine", "auto|cpu|cuda"]),
+    (["train", "stylegan"], ["adain|demod"]),
+    (["train", "cyclegan"], ["lsgan|vanilla", "fp32|bf16"]),
+    (["translate"], ["a2b|b2a", "fp32|bf16|fp16"]),
+    (["export"], ["onnx|torchscript|safetensors"]),
+    (["sample"], ["auto|cpu|cuda"]),
+])
+def test_enumerated_options_show_their_choices(command, choices):
+    from typer.testing import CliRunner
+
+    from gencli.cli import app
+
+    output = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "250"}).output.replace(" ", "")
+    for choice in choices:
+        assert choice in output, choice
+
+
+def test_aliases(tmp_path, vae_ckpt, cvae_ckpt, data_dir):
+    # --network for -c, --class for --label, --model for the positional MODEL, -o/--out/--outdir for --run-dir
+    assert run("sample", "--network", vae_ckpt, "--seeds", "0", "-o", tmp_path / "a.png").exit_code == 0
+    assert run("sample", "--model", "cvae", "-c", cvae_ckpt, "--class", 3, "--seeds", "0-1",
+               "-o", tmp_path / "b.png").exit_code == 0
+    assert run("latent-grid", "cvae", "-c", cvae_ckpt, "--label", 2, "--steps", 2, "-o", tmp_path / "c.png").exit_code == 0
+    assert run("latent-grid", "-m", "cvae", "-c", cvae_ckpt, "--label", 2, "--steps", 2,
+               "-o", tmp_path / "d.png").exit_code == 0
+    for i, spelling in enumerate(["--run-dir", "--out", "-o", "--outdir"]):
+        result = run("train", "vae", "--epochs", 1, "--batch-size", 100, "--hidden", 8, "--dataset", "mnist",
+                     "--data-dir", data_dir, spelling, tmp_path / f"r{i}", "--device", "cpu")
+        assert result.exit_code == 0 and (tmp_path / f"r{i}" / "model.safetensors").is_file(), result.output
+    result = run("train", "vae", "--help")
+    assert "--dataset" not in result.output and "--out " not in result.output  # hidden
+
+
+def test_import_weights_cyclegan_output_and_its_old_spelling(tmp_path):
+    torch.manual_seed(0)
+    state = cg.ResnetGenerator(ngf=4, n_blocks=1).state_dict()
+    torch.save(state, tmp_path / "g.pth")
+    for spelling in ("-o", "--output", "--out"):
+        target = tmp_path / f"g{spelling.strip('-')}.safetensors"
+        result = run("import-weights", "cyclegan", tmp_path / "g.pth", spelling, target, "--direction", "BtoA", "--json")
+        assert result.exit_code == 0 and target.is_file(), result.output
+        assert json.loads(result.stdout)["direction"] == "b2a"
+
+
+# --- usage errors exit 2 ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "vae", "--lr", "nan"], "--lr must be a finite number"),
+    (["train", "vae", "--lr", "inf"], "--lr"),
+    (["train", "stylegan", "--kimg", "nan"], "--kimg"),
+    (["sample", "stylegan", "--truncation", "inf"], "--truncation"),
+    (["sample", "stylegan", "--truncation", "1.5"], "--truncation"),
+    (["train", "cyclegan", "--lambda-cycle", "-5"], "--lambda-cycle must be 0 or more"),
+    (["train", "cyclegan", "--lambda-identity", "-0.5"], "--lambda-identity"),
+    (["train", "stylegan", "--r1-gamma", "-1"], "--r1-gamma"),
+    (["train", "stylegan", "--mixing-prob", "1.5"], "--mixing-prob"),
+    (["train", "vae", "--ema-decay", "1"], "--ema-decay"),
+    (["train", "vae", "--epochs", "0"], "--epochs"),
+    (["train", "vae", "--batch-size", str(2**70)], "--batch-size"),
+    (["sample", "vae", "--seed", "-5"], "--seed"),
+    (["sample", "vae", "--seed", str(2**63)], "--seed"),
+    (["sample", "vae", "--seeds", "-3"], "seed"),
+    (["sample", "vae", "--seeds", "0-2**70"], "seed"),
+    (["sample", "vae", "--seeds", f"0-{2**70}"], "--seeds"),
+    (["sample", "vae", "--seeds", f"{2**32}"], "seeds are between 0 and 4294967295"),
+    (["sample", "vae", "-n", "-3"], "-n"),
+    (["sample", "vae", "-n", "5", "--seed", str(2**32 - 2)], "seed"),
+    (["style-mix", "--rows", "0-200000"], "--rows"),
+    (["interpolate", "--noise-seed", "-1"], "--noise-seed"),
+    (["train", "vae", "--resume", "--overwrite"], "exclude"),
+    (["translate", "monet2photo", "x.png", "--tile", "-1"], "--tile"),
+    (["latent-grid", "--range", "nan,1"], "--range"),
+])
+def test_bad_numbers_are_usage_errors(tmp_path, args, fragment):
+    result = run(*args, *(["--run-dir", tmp_path / "r"] if args[0] == "train" else []))
+    assert result.exit_code == 2, result.output
+    one_line_error(result, fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def test_click_usage_errors_still_exit_2():
+    assert run("sample", "vae", "-n", "many").exit_code == 2
+    assert run("translate", "monet2photo", "x.png", "--direction", "sideways").exit_code == 2
+
+
+# --- exceptions of torch, safetensors and PIL: one line, in one place ------------------------------------------
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: RuntimeError("CUDA out of memory. Tried to allocate 2 GiB\nmore detail"), "out of memory"),
+    (lambda: torch.OutOfMemoryError("CUDA out of memory."), "out of memory"),
+    (lambda: RuntimeError("mat1 and mat2 shapes cannot be multiplied\n(trace)"), "RuntimeError: mat1 and mat2"),
+    (lambda: Image.DecompressionBombError("Image size (2500000000 pixels) exceeds limit"), "image too large"),
+    (lambda: __import__("safetensors").SafetensorError("Error while deserializing header"), "not a readable safetensors"),
+    (lambda: Image.UnidentifiedImageError("cannot identify image file 'x.png'"), "cannot read image"),
+    (lambda: MemoryError(), "out of memory"),
+])
+def test_library_exceptions_become_one_line(monkeypatch, tmp_path, make, fragment):
+    from gencli import api
+
+    def boom(*args, **kwargs):
+        raise make()
+
+    api.sample  # noqa: B018  (imported on first use; then replaced)
+    monkeypatch.setattr(api, "sample", boom)
+    result = run("sample", "vae", "-o", tmp_path / "x.png")
+    assert result.exit_code == 1
+    one_line_error(result, fragment)
+
+
+def test_gencli_debug_shows_the_traceback(monkeypatch, tmp_path):
+    from gencli import api
+
+    api.sample  # noqa: B018
+    monkeypatch.setattr(api, "sample", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setenv("GENCLI_DEBUG", "1")
+    result = run("sample", "vae", "-o", tmp_path / "x.png")
+    assert isinstance(result.exception, RuntimeError)
+
+
+# --- results and progress ---------------------------------------------------------------------------------
+
+def test_json_results_parse(tmp_path, vae_ckpt, cvae_ckpt, data_dir):
+    answers = {
+        "sample": run("sample", "-c", vae_ckpt, "--seeds", "0-3", "-o", tmp_path / "s.png", "--json"),
+        "latent-grid": run("latent-grid", "-c", vae_ckpt, "--steps", 2, "-o", tmp_path / "g.png", "--json"),
+        "reconstruct": run("reconstruct", "-c", cvae_ckpt, "-n", 10, "--data-dir", data_dir,
+                           "-o", tmp_path / "r.png", "--json"),
+    }
+    for name, result in answers.items():
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.stdout)
+        assert Path(answer["output"]).is_file() and answer["models"][0]["family"] in ("vae", "cvae"), name
+    assert json.loads(answers["sample"].stdout)["seeds"] == [0, 1, 2, 3]
+    assert json.loads(answers["reconstruct"].stdout)["loss"] > 0
+
+
+def test_training_without_a_terminal_logs_lines_and_ends_with_a_summary(tmp_path, data_dir):
+    run_dir = tmp_path / "r"
+    result = run("train", "vae", "--epochs", 2, "--batch-size", 50, "--hidden", 16, "--data-dir", data_dir,
+                 "--run-dir", run_dir, "--device", "cpu", "--log-every", 0)
+    assert result.exit_code == 0, result.output
+    steps = [line for line in result.output.splitlines() if " step " in line]
+    assert len(steps) == 2 * 6 and steps[0].startswith("epoch 1/2  elapsed ")  # 300 images, batch 50
+    assert "img/s" in steps[0] and "run eta" in steps[0]
+    ends = [line for line in result.output.splitlines() if line.startswith("epoch 2/2  train_loss")]
+    assert len(ends) == 1 and "run eta 0:00:00" in ends[0]
+    assert "Done in 0:00:" in result.output and f"Next: gencli sample vae -c {run_dir}" in result.output
+    result = run("train", "vae", "--epochs", 3, "--resume", "--data-dir", data_dir, "--run-dir", run_dir,
+                 "--device", "cpu", "--json")
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["metrics"]["epoch"] == 3 and "model.safetensors" in answer["files"]
+    assert answer["next"] == f"gencli sample vae -c {run_dir}"
+
+
+def test_progress_numbers():
+    from gencli.cli.progress import clock, losses, speed
+
+    assert speed(3, 2) == "1.5 img/s" and speed(0.4, 1) == "0.4 img/s" and speed(250, 2) == "125 img/s"
+    assert clock(3725.9) == "1:02:05"
+    assert losses({"G_cycle": 1.23456, "D_A": 0.5}) == "cyc 1.23  D_A 0.5"
+
+
+def test_result_lines_are_not_wrapped(tmp_path, vae_ckpt):
+    deep = tmp_path / ("a-very-long-folder-name-" * 6) / "samples.png"
+    result = run("sample", "-c", vae_ckpt, "--seeds", "0", "-o", deep)
+    assert result.exit_code == 0
+    assert f"Samples written to {deep}" in result.stdout.splitlines()
