@@ -20,14 +20,15 @@ class Direction(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
 
 
-class TrainPrecision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
+class Upsample(str, Enum):
+    resize = "resize"
+    deconv = "deconv"
 
 
 class GanMode(str, Enum):
@@ -59,7 +60,9 @@ def train_cyclegan(
     batch_size: Annotated[int, typer.Option(help="Images per domain per step (per process under torchrun).")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: DeviceOpt = DeviceName.auto,
-    precision: Annotated[TrainPrecision, typer.Option(help="fp32, or bf16 autocast (CPU or recent GPUs).")] = TrainPrecision.fp32,
+    precision: shared.TrainPrecisionOpt = shared.TrainPrecision.auto,
+    upsample: Annotated[Upsample, typer.Option(help="Decoder upsampling of a new model: resize (nearest x2 + 3x3 conv, no checkerboard) or deconv (the paper's transposed convs).")] = Upsample.resize,
+    load_size: Annotated[Optional[int], typer.Option(help="Resize training images to N pixels before the random crop (default 1.12 x --image-size); e.g. 286 with --image-size 128 trains on patches at full-image scale.")] = None,
     channels_last: Annotated[bool, typer.Option(help="Use the channels-last memory format.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in the run directory.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start again even if the run directory holds a model.")] = False,
@@ -72,7 +75,8 @@ def train_cyclegan(
         path = api.train_cyclegan(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf, n_blocks=blocks,
                      ndf=ndf, gan_mode=gan_mode.value, lambda_cycle=lambda_cycle, lambda_identity=lambda_identity,
                      lr=lr, batch_size=batch_size, max_images=max_images, seed=seed, device=device.value,
-                     precision=precision.value, channels_last=channels_last, resume=resume, overwrite=overwrite,
+                     precision=precision.value, channels_last=channels_last, upsample=upsample.value,
+                     load_size=load_size, resume=resume, overwrite=overwrite,
                      progress=shared.rich_progress(), on_skip=warn_skipped)
         report(f"Model written to {path}")
 
@@ -88,7 +92,7 @@ def translate(
     direction: Annotated[Direction, typer.Option(help="a2b (e.g. monet2photo: painting to photo) or b2a.")] = Direction.a2b,
     size: Annotated[Optional[int], typer.Option(help="Resize the short side to N pixels first (default: keep the size).")] = None,
     tile: Annotated[int, typer.Option(help="Tile size for images above 1024x1024 pixels (bounds memory).")] = 512,
-    precision: Annotated[Precision, typer.Option(help="fp32, or bf16 (CPU or CUDA) / fp16 (CUDA) autocast.")] = Precision.fp32,
+    precision: Annotated[Precision, typer.Option(help="auto (bf16 on CUDA or a CPU with native bf16, else fp32), fp32, or bf16 (CPU or CUDA) / fp16 (CUDA) autocast.")] = Precision.auto,
     device: DeviceOpt = DeviceName.auto,
 ) -> None:
     """Translate images of any size with a CycleGAN generator; the output keeps the input's size."""

@@ -41,11 +41,18 @@ class DeviceName(str, Enum):
     cuda = "cuda"
 
 
+class TrainPrecision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 # Options shared by several commands.
 CheckpointOpt = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Model file (default: runs/FAMILY/model.safetensors, else the bundled one).")]
 DeviceOpt = Annotated[DeviceName, typer.Option(help="Where to run: auto picks CUDA when available.")]
 DataDirOpt = Annotated[Optional[Path], typer.Option(help="Data directory (default: $GENCLI_DATA_DIR, else a per-user cache).")]
-LabelOpt = Annotated[Optional[int], typer.Option(help="Digit to condition on (cvae only), 0-9.")]
+LabelOpt = Annotated[Optional[int], typer.Option(help="Class to condition on (cvae, or stylegan trained with --cond), e.g. a digit 0-9.")]
+TrainPrecisionOpt = Annotated[TrainPrecision, typer.Option(help="auto (bf16 autocast on CUDA or a CPU with native bf16, else fp32), fp32 or bf16.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG file to write.")]
 
 
@@ -121,6 +128,9 @@ def rich_progress():
 
         def stop(self):
             self.bar.stop()
+
+        def note(self, message):
+            console.print(message, markup=False, highlight=False)
 
     return RichProgress()
 

@@ -39,6 +39,7 @@ def train_vae(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default: runs/FAMILY).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: DeviceOpt = DeviceName.auto,
+    precision: shared.TrainPrecisionOpt = shared.TrainPrecision.auto,
     resume: Annotated[bool, typer.Option(help="Continue the run in the run directory.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start again even if the run directory holds a model.")] = False,
 ) -> None:
@@ -50,7 +51,8 @@ def train_vae(
         path = api.train_vae(family, dataset=dataset, data_dir=data_dir, out=out, epochs=epochs,
                              batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, ema_decay=ema_decay,
                              dropout=dropout, latent_dim=latent_dim,
-                             hidden=parse_ints(hidden, "--hidden"), seed=seed, device=device.value, resume=resume,
+                             hidden=parse_ints(hidden, "--hidden"), seed=seed, device=device.value,
+                             precision=precision.value, resume=resume,
                              overwrite=overwrite, progress=shared.rich_progress())
         report(f"Model written to {path}")
 
@@ -85,7 +87,14 @@ def sample(
     out = output or Path(f"{family or 'model'}_samples.png")
     path = api.sample(family, checkpoint=checkpoint, seeds=seed_list, label=label, nrow=nrow, out=out,
                       device=device.value, truncation=truncation)
-    stdout.print(f"Samples written to {path}", markup=False)
+    names, legend = api.class_names(family, checkpoint), ""
+    if names and label is not None:
+        legend = f" (class {label}: {names[label]})"
+    elif names:
+        legend = f"; row r shows class r % {len(names)}"
+        if names != [str(k) for k in range(len(names))]:  # digits need no legend
+            legend += ": " + ", ".join(f"{k} {name}" for k, name in enumerate(names))
+    stdout.print(f"Samples written to {path}{legend}", markup=False)
 
 
 ModelOpt = Annotated[Optional[VAEFamily], typer.Option("--model", "-m", help="vae or cvae (default vae; --label implies cvae).")]
