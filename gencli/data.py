@@ -207,12 +207,50 @@ def load_training_images(data: str, data_dir=None, resolution: int = 32, on_skip
     """Unlabelled training images as uint8 (N, C, res, res): mnist / fashion-mnist padded 28 -> 32 px
     (then resized when res != 32), or every image of a folder (short side resized, centre crop)."""
     if data in IDX_DATASETS:
-        x = F.pad(load_idx_dataset(data, data_dir)[0].images, (2, 2, 2, 2))  # (N, 1, 32, 32)
-        if resolution != 32:
-            x = F.interpolate(x.float(), size=resolution, mode="bilinear", antialias=True, align_corners=False)
-            x = x.round().clamp(0, 255).to(torch.uint8)
-        return x
+        return _pad_digits(load_idx_dataset(data, data_dir)[0].images, resolution)
     return load_image_tensor(list_images(resolve_data_path(data, data_dir)), resolution, on_skip=on_skip)
+
+
+def _pad_digits(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    x = F.pad(images, (2, 2, 2, 2))  # (N, 1, 32, 32)
+    if resolution != 32:
+        x = F.interpolate(x.float(), size=resolution, mode="bilinear", antialias=True, align_corners=False)
+        x = x.round().clamp(0, 255).to(torch.uint8)
+    return x
+
+
+# Class names of the labelled IDX data sets (a conditional model stores them; `sample` names its rows).
+IDX_CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+}
+
+
+def class_names(data: str, data_dir=None) -> list[str]:
+    """The classes of a labelled data set: mnist / fashion-mnist's ten, or a folder's subfolders, sorted."""
+    if data in IDX_CLASS_NAMES:
+        return IDX_CLASS_NAMES[data]
+    folder = resolve_data_path(data, data_dir)
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(names) < 2:
+        raise GencliError(f"--cond needs one subfolder of images per class in {folder}; found {len(names)}")
+    return names
+
+
+def load_labelled_images(data: str, data_dir=None, resolution: int = 32, on_skip=None
+                         ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """For class-conditional training: (images as load_training_images gives them, labels (N,) int64, class
+    names). mnist and fashion-mnist take the labels of their IDX files; a folder needs one subfolder of
+    images per class, classes numbered in the sorted order of the subfolder names."""
+    names = class_names(data, data_dir)
+    if data in IDX_DATASETS:
+        train = load_idx_dataset(data, data_dir)[0]
+        return _pad_digits(train.images, resolution), train.labels, names
+    folder = resolve_data_path(data, data_dir)
+    parts = [load_image_tensor(list_images(folder / name), resolution, on_skip=on_skip) for name in names]
+    labels = torch.cat([torch.full((len(x),), k, dtype=torch.long) for k, x in enumerate(parts)])
+    return torch.cat(parts), labels, names
 
 
 # --- unpaired domains (CycleGAN) ---------------------------------------------------------------------
@@ -221,8 +259,8 @@ def load_training_images(data: str, data_dir=None, resolution: int = 32, on_skip
 class UnpairedData:
     """Two unpaired image folders held in memory as uint8 tensors.
 
-    train_a/train_b: (N, 3, L, L) at L = int(1.12 x image_size) for random crops; test_a/test_b: a few
-    fixed (K, 3, S, S) images (centre crops) for the sample grids.
+    train_a/train_b: (N, 3, L, L) at L = int(1.12 x image_size) (or `--load-size`) for random crops;
+    test_a/test_b: a few fixed (K, 3, S, S) images (centre crops) for the sample grids.
     """
 
     name: str
@@ -238,10 +276,12 @@ def load_size(image_size: int) -> int:
 
 
 def load_unpaired(root: Path, image_size: int, *, max_images: int | None = None, seed: int = 0,
-                  n_samples: int = 4, on_skip=None) -> UnpairedData:
+                  n_samples: int = 4, on_skip=None, loaded_size: int | None = None) -> UnpairedData:
     """Read root/{trainA,trainB} (and testA/testB for the sample grids, else the first train images).
 
-    `max_images` keeps a random subset (drawn from `seed`) of each training folder.
+    `max_images` keeps a random subset (drawn from `seed`) of each training folder. Training images are
+    resized to `loaded_size` (default 1.12 x image_size) and cropped to image_size at random later; a
+    loaded size well above the crop trains on patches at the scale of full images.
     """
     root = Path(root)
     parts = {}
@@ -254,9 +294,12 @@ def load_unpaired(root: Path, image_size: int, *, max_images: int | None = None,
         if max_images is not None and max_images < len(files):
             keep = torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:max_images]
             files = [files[i] for i in sorted(keep.tolist())]
-        parts[f"train_{domain.lower()}"] = load_image_tensor(files, load_size(image_size), on_skip=on_skip)
+        parts[f"train_{domain.lower()}"] = load_image_tensor(files, loaded_size or load_size(image_size),
+                                                             on_skip=on_skip)
         test_folder = root / f"test{domain}"
         test_files = list_images(test_folder)[:n_samples] if test_folder.is_dir() and any(test_folder.iterdir()) \
             else files[:n_samples]
-        parts[f"test_{domain.lower()}"] = load_image_tensor(test_files, image_size, on_skip=on_skip)
+        # Sample grids show whole test images at the scale the crops were taken from.
+        parts[f"test_{domain.lower()}"] = load_image_tensor(test_files, (loaded_size or image_size) // 4 * 4,
+                                                            on_skip=on_skip)
     return UnpairedData(root.name, **parts)

@@ -1,5 +1,5 @@
-"""Where to run: the device (`--device auto|cpu|cuda`) and data-parallel training under torchrun
-(PyTorch's distributed launcher).
+"""Where to run: the device (`--device auto|cpu|cuda`), the precision (`--precision auto|fp32|bf16`) and
+data-parallel training under torchrun (PyTorch's distributed launcher).
 
 `torchrun --nproc_per_node N -m gencli train ...` starts N processes with RANK, WORLD_SIZE and
 LOCAL_RANK in their environment. Each process trains on its own shard of every epoch; gradients are
@@ -9,6 +9,7 @@ Without those variables everything here is a no-op and training runs in one proc
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -27,6 +28,38 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise GencliError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # fp16 (CUDA, no loss scaling) is for inference only
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 arithmetic runs in hardware: CUDA GPUs that support it, or x86 CPUs with AVX512-BF16
+    or AMX (elsewhere oneDNN emulates bf16, many times slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    cpu = torch.cpu
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def resolve_precision(name: str, device: torch.device) -> tuple[str, str]:
+    """`auto` -> bf16 autocast where the hardware computes bf16 natively, fp32 elsewhere; (choice, why).
+    Other names are returned as they are (the caller checks which it supports)."""
+    if name != "auto":
+        return name, "asked for"
+    if native_bf16(device):
+        what = "CUDA GPU" if device.type == "cuda" else "CPU with native bf16 (AVX512-BF16 or AMX)"
+        return "bf16", f"auto: {what}"
+    return "fp32", f"auto: no native bf16 on this {device.type.upper()}"
+
+
+def autocast(precision: str, device: torch.device):
+    """The autocast context of a resolved precision: none for fp32, else bf16 or fp16 autocast."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 @dataclass(frozen=True)

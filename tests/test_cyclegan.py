@@ -16,7 +16,9 @@ from PIL import Image
 
 from conftest import SHARED_DATA, one_line_error, run
 from gencli.losses import discriminator_loss, gan_loss, l1_loss, lsgan_loss, vanilla_gan_loss
+from gencli import api
 from gencli.data import load_unpaired
+from gencli.errors import GencliError
 from gencli.inference import cyclegan as cg_infer
 from gencli.models import cyclegan as cg
 from gencli.training import cyclegan as cg_train
@@ -124,6 +126,27 @@ def test_networks_follow_the_paper_and_reference_layout():
     assert [c.out_channels for c in convs] == [64, 128, 256, 512, 1] and all(c.kernel_size == (4, 4) for c in convs)
     model = cg.build(cg.CycleGANConfig(ngf=4, n_blocks=1, directions=("b2a",)))
     assert model.G_AB is None and all(k.startswith("G_BA.") for k in model.state_dict())
+
+
+def test_resize_upsampling_keeps_the_reference_indices():
+    deconv, resize = cg.ResnetGenerator(ngf=4, n_blocks=2), cg.ResnetGenerator(ngf=4, n_blocks=2, upsample="resize")
+    # The decoder's two upsamplings sit in one Sequential slot each, so every later key keeps its index.
+    rename = {"model.12.weight": "model.12.conv.weight", "model.12.bias": "model.12.conv.bias",
+              "model.15.weight": "model.15.conv.weight", "model.15.bias": "model.15.conv.bias"}
+    assert [rename.get(k, k) for k in deconv.state_dict()] == list(resize.state_dict())
+    assert isinstance(resize.model[12], cg.ResizeConv) and resize.model[12].conv.weight.shape == (8, 16, 3, 3)
+    x = torch.rand(1, 3, 20, 28) * 2 - 1
+    assert resize(x).shape == x.shape
+    # A constant map stays constant through nearest x2 + reflection padding: no checkerboard.
+    up = cg.ResizeConv(1, 1)
+    with torch.no_grad():
+        up.conv.weight.fill_(1.0)
+        up.conv.bias.zero_()
+    assert torch.equal(up(torch.ones(1, 1, 4, 4)), torch.full((1, 1, 8, 8), 9.0))
+    # Checkpoints and official imports without the field are deconv; a bad value names the field.
+    assert cg.CycleGANConfig().upsample == "deconv"
+    with pytest.raises(Exception, match="upsample"):
+        cg.CycleGANConfig(upsample="bilinear")
 
 
 # --- training --------------------------------------------------------------------------------------------
@@ -505,3 +528,52 @@ def test_bundled_monet2photo_translates_offline(tmp_path, monkeypatch):
         assert result.exit_code == 0, result.output
         out = Image.open(tmp_path / f"{direction}.png")
         assert out.size == (50, 38) and out.mode == "RGB"
+
+
+# --- upsampling, load size and precision through the CLI ------------------------------------------------
+
+def test_new_models_resize_and_record_precision_and_load_size(trained):
+    from gencli.checkpoint import read_metadata
+
+    out, _ = trained
+    meta = read_metadata(out / "model.safetensors")
+    assert meta["config"]["upsample"] == "resize" and meta["extra"]["load_size"] is None
+    options = json.loads((out / "options.json").read_text())
+    assert options["load_size"] == 35  # 1.12 x 32
+    assert options["precision"] in ("fp32", "bf16") and options["precision_reason"].startswith("auto")
+
+
+def test_load_size_deconv_and_fp32_are_kept_on_resume(tmp_path):
+    from gencli.checkpoint import read_metadata
+
+    root = make_dataset(tmp_path / "d", n_a=2, n_b=2, n_test=1)
+    out = tmp_path / "run"
+    flags = ["--data", root, "--out", out, "--load-size", 42, "--upsample", "deconv", "--precision", "fp32", *TINY]
+    result = run("train", "cyclegan", "--epochs", 1, *flags)
+    assert result.exit_code == 0 and "precision fp32 (asked for)" in result.output, result.output
+    meta = read_metadata(out / "model.safetensors")
+    assert meta["config"]["upsample"] == "deconv" and meta["extra"]["load_size"] == 42
+    # The sample grid shows whole test images at the loaded scale (rounded down to a multiple of 4).
+    assert Image.open(out / "samples" / "epoch_001.png").size == (6 * 42 + 2, 40 + 4)
+    result = run("train", "cyclegan", "--data", root, "--out", out, "--epochs", 2, "--resume", "--device", "cpu",
+                 "--precision", "fp32")
+    assert result.exit_code == 0, result.output
+    options = json.loads((out / "options.json").read_text())
+    assert options["load_size"] == 42 and options["config"]["upsample"] == "deconv"
+    assert read_metadata(out / "model.safetensors")["epoch"] == 2
+    one_line_error(run("train", "cyclegan", "--data", root, "--out", tmp_path / "r", "--load-size", 30, *TINY),
+                   "--load-size", "32")
+    with pytest.raises(GencliError, match="fp16"):  # the CLI offers auto, fp32 and bf16 only
+        api.train_cyclegan(root, out=tmp_path / "r", precision="fp16")
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    from gencli import distributed
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert distributed.resolve_precision("auto", cpu) == ("fp32", "auto: no native bf16 on this CPU")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert distributed.resolve_precision("auto", cpu)[0] == "bf16"
+    assert distributed.resolve_precision("fp32", cpu) == ("fp32", "asked for")

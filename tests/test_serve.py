@@ -43,7 +43,24 @@ def workdir(tmp_path_factory):
     (root / "runs" / "notes").mkdir()
     (root / "runs" / "notes" / "model.safetensors").write_bytes(b"not a checkpoint")
     (root / "imported").mkdir()
+    tiny_conditional_stylegan(root / "runs" / "letters" / "model.safetensors")
     return root
+
+
+def tiny_conditional_stylegan(path: Path) -> Path:
+    """A 16 px class-conditional StyleGAN of three classes, untrained (random weights, noise switched on)."""
+    import torch
+
+    from gencli.checkpoint import save_model
+    from gencli.models.stylegan import Generator, StyleGANConfig
+
+    torch.manual_seed(0)
+    config = StyleGANConfig(resolution=16, widths=(16, 8, 8), z_dim=8, w_dim=8, mapping_layers=2, num_classes=3)
+    G = Generator(config)
+    with torch.no_grad():
+        G.w_avg.normal_()
+    path.parent.mkdir(parents=True)
+    return save_model(path, "stylegan", G, config, epoch=1, seed=0, extra={"class_names": ["a", "b", "c"]})
 
 
 @pytest.fixture(scope="module")
@@ -242,6 +259,37 @@ def test_stylegan_parameters_out_of_range_are_refused(client):
     assert client.get("/api/stylegan/bundled:stylegan/interpolate", params={"steps": 1}).status_code == 422
 
 
+def test_a_conditional_stylegan_gets_a_label_picker_and_the_label_reaches_every_view(client, in_workdir):
+    models = {m["id"]: m for m in client.get("/api/models").json()["models"]}
+    info = models["run:letters"]["info"]
+    assert info["conditional"] and info["num_classes"] == 3 and info["class_names"] == ["a", "b", "c"]
+    assert not models["bundled:stylegan"]["info"]["conditional"]
+    assert models["bundled:stylegan"]["info"]["num_classes"] == 0
+    base = "/api/stylegan/run:letters"
+    first = client.get(f"{base}/image", params={"seed": 2, "label": 1})
+    assert_png(first, (16, 16))
+    assert first.headers["x-gencli-command"] == (
+        "gencli sample stylegan --seeds 2 --nrow 1 --truncation 0.7 --label 1 -c runs/letters/model.safetensors "
+        "-o stylegan_seed2_label1.png")
+    assert reproduce(first, in_workdir) == first.content
+    other = client.get(f"{base}/image", params={"seed": 2, "label": 2})
+    assert other.content != first.content  # the class changes the image
+    default = client.get(f"{base}/image", params={"seed": 2})  # no label: class 0, as the CLI
+    assert "--label 0" in default.headers["x-gencli-command"]
+    for kind, params in (("mix", {"row": 1, "col": 2, "cutoff": 2, "label": 2}),
+                         ("interpolate", {"start": 0, "end": 3, "steps": 3, "label": 2})):
+        response = client.get(f"{base}/{kind}", params=params)
+        assert_png(response)
+        assert "--label 2" in response.headers["x-gencli-command"]
+        assert reproduce(response, in_workdir) == response.content
+    bad = client.get(f"{base}/image", params={"seed": 0, "label": 3})
+    assert bad.status_code == 400 and "between 0 and 2" in bad.json()["detail"]
+    unconditional = client.get("/api/stylegan/bundled:stylegan/image", params={"seed": 0, "label": 1})
+    assert unconditional.status_code == 400 and "not conditional" in unconditional.json()["detail"]
+    page = client.get("/static/app.js").text
+    assert "sg-labels" in page and "class_names" in page and 'id="sg-labels"' in client.get("/").text
+
+
 # --- CycleGAN --------------------------------------------------------------------------------------------
 
 def test_translation_keeps_the_size_and_is_the_translate_commands_file(client, in_workdir):
@@ -250,8 +298,8 @@ def test_translation_keeps_the_size_and_is_the_translate_commands_file(client, i
     response = client.post("/api/cyclegan/bundled:monet2photo/translate",
                            params={"direction": "b2a", "filename": "small.png"}, content=data)
     assert_png(response, (70, 45), "RGB")
-    assert response.headers["x-gencli-command"] == (
-        "gencli translate monet2photo small.png --direction b2a -o small_b2a.png")
+    assert response.headers["x-gencli-command"] == (  # fp32 named: the command's default is auto
+        "gencli translate monet2photo small.png --direction b2a --precision fp32 -o small_b2a.png")
     assert reproduce(response, in_workdir) == response.content
 
 

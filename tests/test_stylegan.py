@@ -1,5 +1,6 @@
 """StyleGAN: layers against hand-computed values, truncation, style mixing, EMA, losses, the CLI end to
-end on tiny configs, transfer learning with freezing, weight import, and bad input."""
+end on tiny configs, transfer learning with freezing, weight import, bad input, class-conditional
+training, DiffAugment and the precision option."""
 
 import json
 import math
@@ -14,10 +15,12 @@ from conftest import one_line_error, run
 from gencli.checkpoint import load_model, load_resume
 from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 from gencli import api
+from gencli.errors import GencliError
 from gencli.images import to_unit
 from gencli.inference import stylegan as sg_infer
 from gencli.models import stylegan as sg
 from gencli.training import common
+from gencli.training import augment as sg_aug
 from gencli.training import stylegan as sg_train
 from gencli.weights import stylegan as sg_weights
 
@@ -547,3 +550,266 @@ def test_bundled_model_samples_right_after_install(tmp_path, monkeypatch):
     assert np.abs(cells[0] - cells[1]).mean() > 0.02  # each seed its own digit
     result = run("style-mix", "--rows", "0-1", "--cols", "2-3", "-o", "m.png")
     assert result.exit_code == 0 and (tmp_path / "m.png").is_file()
+
+
+# --- class-conditional StyleGAN (StyleGAN2-ADA's conditioning) ------------------------------------------
+
+# State-dict keys of the TINY unconditional networks before conditioning existed: they must not change,
+# so that every unconditional checkpoint still loads.
+UNCOND_G_KEYS = ["w_avg", "mapping.layers.0.weight", "mapping.layers.0.bias", "mapping.layers.1.weight",
+                 "mapping.layers.1.bias"] + [
+    f"synthesis.blocks.{i}.{k}" for i in range(3) for k in (
+        (["const"] if i == 0 else ["conv1.weight", "conv1.bias"]) +
+        ["noise1.weight", "adain1.affine.weight", "adain1.affine.bias", "conv2.weight", "conv2.bias",
+         "noise2.weight", "adain2.affine.weight", "adain2.affine.bias"])] + [
+    "synthesis.to_rgb.weight", "synthesis.to_rgb.bias", "synthesis.skip_rgbs.0.weight", "synthesis.skip_rgbs.0.bias",
+    "synthesis.skip_rgbs.1.weight", "synthesis.skip_rgbs.1.bias"]
+UNCOND_D_KEYS = ["from_rgb.weight", "from_rgb.bias", "blocks.0.conv1.weight", "blocks.0.conv1.bias",
+                 "blocks.0.conv2.weight", "blocks.0.conv2.bias", "blocks.1.conv1.weight", "blocks.1.conv1.bias",
+                 "blocks.1.conv2.weight", "blocks.1.conv2.bias", "conv.weight", "conv.bias", "fc.weight", "fc.bias",
+                 "out.weight", "out.bias"]
+
+
+def test_unconditional_state_dict_keys_are_unchanged():
+    config = sg.StyleGANConfig(**TINY)
+    G, D = sg.Generator(config), sg.Discriminator(config)
+    assert list(G.state_dict()) == UNCOND_G_KEYS and G.w_avg.shape == (8,)
+    assert list(D.state_dict()) == UNCOND_D_KEYS and D.out.weight.shape == (1, 16)
+    # A conditional model only adds the label embeddings (and keeps one w_avg per class).
+    G3, D3 = sg.Generator(sg.StyleGANConfig(**TINY, num_classes=3)), sg.Discriminator(sg.StyleGANConfig(**TINY, num_classes=3))
+    assert set(G3.state_dict()) - set(UNCOND_G_KEYS) == {"mapping.embed.weight", "mapping.embed.bias"}
+    assert set(D3.state_dict()) - set(UNCOND_D_KEYS) == {"embed.weight", "embed.bias"}
+    assert G3.w_avg.shape == (3, 8) and G3.mapping.layers[0].weight.shape == (8, 8 + 8)
+    assert D3.out.weight.shape == (16, 16)  # cmap_dim = widths[0] features
+    with pytest.raises(Exception, match="num_classes"):
+        sg.StyleGANConfig(**TINY, num_classes=1)
+
+
+def test_the_bundled_checkpoint_loads_as_unconditional():
+    # (Its samples are checked by hand to stay byte-identical: a pinned PNG hash would depend on the
+    # machine's zlib and floating point.)
+    G, meta = load_model(api.bundled_checkpoint("stylegan"))
+    assert "num_classes" not in meta["config"] and G.config.num_classes == 0 and G.w_avg.ndim == 1
+
+
+def test_conditional_shapes_and_the_label_matters():
+    config = sg.StyleGANConfig(**TINY, num_classes=4)
+    torch.manual_seed(0)
+    G, D = sg.Generator(config).eval(), sg.Discriminator(config)
+    z, noise = torch.randn(3, 8), [torch.zeros(3, 1, r, r) for r in G.synthesis.layer_resolutions]
+    a, b = torch.tensor([0, 1, 2]), torch.tensor([3, 3, 3])
+    assert G.mapping(z, a).shape == (3, 8)
+    images = G(z, noise=noise, labels=a)
+    assert images.shape == (3, 1, 16, 16) and D(images, a).shape == (3, 1)
+    assert not torch.allclose(images, G(z, noise=noise, labels=b), atol=1e-4)  # the label changes G's output
+    assert not torch.allclose(D(images, a), D(images, b), atol=1e-5)  # and D's score
+    # D's projection: score = <features, normalized label embedding> / sqrt(cmap_dim).
+    feats = torch.randn(3, 16)
+    D.out.forward = lambda x: feats
+    cmap = sg.pixel_norm(D.embed(F.one_hot(a, 4).float()))
+    assert torch.allclose(D(images, a), (feats * cmap).sum(1, keepdim=True) / 4, atol=1e-6)
+    with pytest.raises(Exception, match="class label"):
+        G(z)
+    # Truncation pulls toward the label's own mean w.
+    G.w_avg.copy_(torch.randn(4, 8))
+    w = G.mapping(z, a)
+    assert torch.allclose(G.truncate(w, 0.0, a), G.w_avg[a]) and torch.equal(G.truncate(w, 1.0, a), w)
+
+
+def test_fake_labels_follow_the_training_labels_and_shard():
+    G = sg.Generator(sg.StyleGANConfig(**TINY, num_classes=4))
+    pool = torch.tensor([1, 1, 1, 3])  # classes 0 and 2 never occur
+    latents = sg_train.draw_latents(G, 64, 0.5, torch.Generator().manual_seed(0), pool)
+    assert set(latents["labels"].tolist()) == {1, 3}
+    again = sg_train.draw_latents(G, 64, 0.5, torch.Generator().manual_seed(0), pool)
+    assert torch.equal(again["labels"], latents["labels"])
+    assert torch.equal(common.shard(latents, 1, 2)["labels"], latents["labels"][1::2])
+    # An unconditional G draws exactly what it drew before (labels come last, and only when conditional).
+    plain = sg_train.draw_latents(tiny_generator(), 64, 0.5, torch.Generator().manual_seed(0))
+    assert plain["labels"] is None and torch.equal(plain["z"], latents["z"])
+
+
+def test_w_avg_is_tracked_per_class():
+    G = sg.Generator(sg.StyleGANConfig(**TINY, num_classes=3))
+    G.w_avg.fill_(1.0)
+    w, labels = torch.tensor([[2.0] * 8, [4.0] * 8, [10.0] * 8]), torch.tensor([0, 0, 2])
+    sg_train.update_w_avg(G, w, labels, beta=0.5)
+    assert torch.allclose(G.w_avg[:, 0], torch.tensor([(3.0 + 1) / 2, 1.0, (10.0 + 1) / 2]))  # class 1 untouched
+
+
+def test_class_rows_and_seed_labels():
+    assert sg_infer.class_rows(6, 2, 3).tolist() == [0, 0, 1, 1, 2, 2] and sg_infer.class_rows(4, 2, 0) is None
+    G = sg.Generator(sg.StyleGANConfig(**TINY, num_classes=3))
+    assert sg_infer.seed_labels(G, 2, None).tolist() == [0, 0] and sg_infer.seed_labels(G, 2, 2).tolist() == [2, 2]
+    with pytest.raises(Exception, match="between 0 and 2"):
+        sg_infer.seed_labels(G, 2, 3)
+    with pytest.raises(Exception, match="--cond"):
+        sg_infer.seed_labels(tiny_generator(), 2, 1)
+
+
+# --- DiffAugment --------------------------------------------------------------------------------------------
+
+def flat(result):
+    """CLI output with rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def augment(x, policy="color,translation,cutout", seed=0):
+    return sg_aug.diff_augment(x, sg_aug.draw_augment(policy, len(x), x.shape[-1], torch.Generator().manual_seed(seed)))
+
+
+def test_diff_augment_shape_determinism_and_gradients():
+    x = torch.randn(6, 3, 16, 16, requires_grad=True)
+    y = augment(x)
+    assert y.shape == x.shape and torch.equal(y, augment(x)) and not torch.equal(y, augment(x, seed=1))
+    y.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # gradients reach the input
+    assert sg_aug.parse_augment(True) == "color,translation,cutout" and sg_aug.parse_augment(False) == ""
+    with pytest.raises(Exception, match="--augment"):
+        sg_aug.parse_augment("translation,zoom")
+
+
+def test_sharded_augmentation_gives_the_global_batch_gradient():
+    """Under torchrun each rank augments its share of the images with its share of the global draws: the
+    ranks' mean gradient is the one process's gradient."""
+    G, D = tiny_generator(), sg.Discriminator(sg.StyleGANConfig(**TINY))
+
+    def grads(world_size):
+        G.zero_grad()
+        for rank in range(world_size):
+            rng = torch.Generator().manual_seed(5)
+            latents = common.shard(sg_train.draw_latents(G, 8, 0.5, rng), rank, world_size)
+            images = G(latents.pop("z"), **latents)
+            params = common.shard(sg_aug.draw_augment("color,translation,cutout", 8, 16, rng), rank, world_size)
+            (g_nonsaturating_loss(D(sg_aug.diff_augment(images, params))) / world_size).backward()
+        return {n: p.grad.clone() for n, p in G.named_parameters()}
+
+    one, two = grads(1), grads(2)
+    for name, grad in one.items():
+        assert torch.allclose(two[name], grad, rtol=1e-4, atol=1e-7), name
+
+
+def test_diff_augment_translation_moves_pixels_and_pads_with_zeros():
+    x = torch.arange(1.0, 65.0).view(1, 1, 8, 8)
+    y = sg_aug.diff_augment(x, {"shift": torch.tensor([[1, -1]])})  # down 1, left 1
+    assert torch.equal(y[0, 0, 1:, :-1], x[0, 0, :-1, 1:])
+    assert (y[0, 0, 0] == 0).all() and (y[0, 0, :, -1] == 0).all()
+    # Shifts are at most 1/8 of the side.
+    shifts = sg_aug.draw_augment("translation", 500, 32, torch.Generator().manual_seed(0))["shift"]
+    assert shifts.min() == -4 and shifts.max() == 4
+
+
+def test_diff_augment_cutout_zeros_a_half_size_square():
+    x = torch.ones(2, 3, 16, 16)
+    y = sg_aug.diff_augment(x, {"cutout": torch.tensor([[8, 8], [0, 15]])})
+    zero = y[0, 0] == 0
+    assert zero.sum() == 64 and zero[4:12, 4:12].all()  # 8 x 8, centred at (8, 8)
+    assert (y[1, 0] == 0).sum() == 4 * 5  # at a corner, clipped by the border
+    assert torch.equal(y[:, 0], y[:, 2])  # the same region in every channel
+
+
+def test_diff_augment_color_matches_the_paper():
+    x = torch.randn(1, 3, 4, 4)
+    f = torch.tensor([[0.75, 0.25, 0.5]])  # brightness + 0.25, saturation x 0.5, contrast x 1
+    y = sg_aug.diff_augment(x, {"color": f})
+    b = x + 0.25
+    s = (b - b.mean(1, keepdim=True)) * 0.5 + b.mean(1, keepdim=True)
+    assert torch.allclose(y, s, atol=1e-6)
+
+
+# --- conditional and augmented training end to end -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cond_run(data_dir, tmp_path_factory):
+    """A tiny conditional, augmented run through the CLI: 1 tick, then resumed to 2; and 2 ticks straight.
+    The precision is the default (auto: bf16 on a CPU with native bf16), so resuming is exact in it too."""
+    root = tmp_path_factory.mktemp("stylegan-cond")
+    flags = ["--data-dir", data_dir, "--cond", "--augment", *TINY_FLAGS]
+    results = [run("train", "stylegan", "--out", root / "run", "--epochs", 1, *flags),
+               run("train", "stylegan", "--out", root / "run", "--epochs", 2, "--resume", "--device", "cpu",
+                   "--data-dir", data_dir),
+               run("train", "stylegan", "--out", root / "straight", "--epochs", 2, *flags)]
+    for result in results:
+        assert result.exit_code == 0, result.output
+    return root
+
+
+def test_conditional_run_records_classes_and_resumes_exactly(cond_run):
+    model, meta = load_model(cond_run / "run" / "model.safetensors")
+    assert meta["config"]["num_classes"] == 10 and meta["extra"]["class_names"] == [str(d) for d in range(10)]
+    assert meta["epoch"] == 2 and model.w_avg.shape == (10, 8)
+    options = json.loads((cond_run / "run" / "options.json").read_text())
+    assert options["augment"] == "color,translation,cutout"
+    assert options["precision"] in ("fp32", "bf16") and options["precision_reason"].startswith("auto")
+    assert Image.open(cond_run / "run" / "samples" / "epoch_002.png").size == grid_size(10, 8)  # a row per class
+    # Resuming (with --cond and --augment from options.json) gives the run that never stopped.
+    resumed, straight = (load_resume(cond_run / name / "resume.pt")["networks"] for name in ("run", "straight"))
+    for net in ("G", "D", "G_ema"):
+        assert all(torch.equal(v, straight[net][k]) for k, v in resumed[net].items()), net
+
+
+def test_sample_a_label_and_all_classes(cond_run, tmp_path):
+    ckpt = cond_run / "run" / "model.safetensors"
+    result = run("sample", "stylegan", "-c", ckpt, "--label", 3, "--seeds", "0-7", "-o", tmp_path / "three.png")
+    assert result.exit_code == 0 and "class 3" in flat(result), result.output
+    assert Image.open(tmp_path / "three.png").size == grid_size(1, 8)
+    result = run("sample", "stylegan", "-c", ckpt, "-o", tmp_path / "all.png")
+    assert result.exit_code == 0 and "row r shows class r % 10" in flat(result), result.output
+    assert Image.open(tmp_path / "all.png").size == grid_size(10, 8)
+    # Row 3 of the all-classes grid is class 3, seeds 24-31: the same images as --label 3 with those seeds.
+    run("sample", "stylegan", "-c", ckpt, "--label", 3, "--seeds", "24-31", "-o", tmp_path / "row3.png")
+    grid, row = np.asarray(Image.open(tmp_path / "all.png")), np.asarray(Image.open(tmp_path / "row3.png"))
+    assert (grid[3 * 18 : 4 * 18 + 2] == row).all()
+    for command in ("style-mix", "interpolate"):
+        result = run(command, "-c", ckpt, "--label", 7, "-o", tmp_path / f"{command}.png")
+        assert result.exit_code == 0, result.output
+    one_line_error(run("sample", "stylegan", "-c", ckpt, "--label", 10, "-o", tmp_path / "x.png"), "--label", "9")
+
+
+def test_label_on_an_unconditional_stylegan_is_one_line(sg_run, tmp_path):
+    for command in (["sample", "stylegan"], ["style-mix"], ["interpolate"]):
+        one_line_error(run(*command, "-c", sg_run, "--label", 1, "-o", tmp_path / "x.png"), "--label", "--cond")
+
+
+def test_conditional_training_on_class_subfolders(tmp_path, sg_run):
+    folder = tmp_path / "pics"
+    rng = np.random.default_rng(0)
+    for name in ("dog", "cat"):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(folder / name / f"{i}.png")
+    result = run("train", "stylegan", "--data", folder, "--cond", "--out", tmp_path / "run", "--epochs", 1, *TINY_FLAGS)
+    assert result.exit_code == 0, result.output
+    _, meta = load_model(tmp_path / "run" / "model.safetensors")
+    assert meta["extra"]["class_names"] == ["cat", "dog"] and meta["config"]["num_classes"] == 2
+    result = run("sample", "stylegan", "-c", tmp_path / "run", "-o", tmp_path / "s.png")
+    assert result.exit_code == 0 and "0 cat, 1 dog" in flat(result), result.output
+    one_line_error(run("train", "stylegan", "--data", folder / "cat", "--cond", "--out", tmp_path / "r2", "--epochs", 1,
+                       *TINY_FLAGS), "--cond", "subfolder")
+    one_line_error(run("train", "stylegan", "--data", folder, "--init-from", sg_run, "--cond", "--out", tmp_path / "r3",
+                       "--epochs", 1), "--init-from", "unconditional")
+
+
+def test_precision_is_an_option_recorded_in_the_run(tmp_path, data_dir):
+    out = tmp_path / "run"
+    result = run("train", "stylegan", "--data-dir", data_dir, "--out", out, "--epochs", 1, "--precision", "fp32",
+                 *TINY_FLAGS)
+    assert result.exit_code == 0 and "precision fp32 (asked for)" in flat(result), result.output
+    options = json.loads((out / "options.json").read_text())
+    assert options["precision"] == "fp32" and options["precision_reason"] == "asked for"
+    with pytest.raises(GencliError, match="fp16"):  # the CLI offers auto, fp32 and bf16 only
+        api.train_stylegan(data_dir=data_dir, out=tmp_path / "r", precision="fp16")
+
+
+def test_a_bf16_step_trains_a_conditional_augmented_model():
+    """bf16 autocast (what auto picks on a CPU with native bf16): losses and w_avg stay fp32 and finite."""
+    config = sg.StyleGANConfig(**TINY, num_classes=3)
+    images = torch.randint(0, 256, (16, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    task = sg_train.StyleGANTask(config, images, dataset="x", batch_size=8, r1_every=1, r1_gamma=1.0,
+                                 labels=torch.arange(16) % 3, augment="color,translation,cutout", precision="bf16")
+    before = {k: v.clone() for k, v in task.G.state_dict().items()}
+    logs = task.train_step((torch.arange(8), 1))
+    assert all(math.isfinite(v) for v in logs.values()) and logs["r1"] > 0
+    assert task.G.w_avg.dtype == torch.float32 and task.G.mapping.layers[0].weight.dtype == torch.float32
+    assert not torch.equal(before["synthesis.to_rgb.weight"], task.G.state_dict()["synthesis.to_rgb.weight"])

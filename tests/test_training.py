@@ -110,3 +110,20 @@ def test_saved_model_is_the_weight_average(tmp_path, data_dir):
             assert all(torch.allclose(a, d * q + (1 - d) * p) for a, q, p in zip(averaged, previous, params))
             assert not all(torch.equal(a, b) for a, b in zip(averaged, before))
         assert task.exported_model()[0] is task.ema
+
+
+def test_vae_precision_is_an_option_and_bf16_trains(tmp_path, data_dir):
+    """--precision auto|fp32|bf16 for the vae family: bf16 autocasts the forward pass, the loss stays fp32."""
+    result = CliRunner().invoke(app, ["train", "cvae", "--epochs", "1", "--batch-size", "50", "--hidden", "32",
+                                      "--precision", "bf16", "--device", "cpu", "--data-dir", str(data_dir),
+                                      "--out", str(tmp_path / "bf16")])
+    assert result.exit_code == 0 and "precision bf16 (asked for)" in result.output, result.output
+    options = json.loads((tmp_path / "bf16" / "options.json").read_text())
+    assert options["precision"] == "bf16" and options["precision_reason"] == "asked for"
+    row = json.loads((tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()[0])
+    assert math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])
+    tiny_train("vae", data_dir, tmp_path / "auto", epochs=1)
+    options = json.loads((tmp_path / "auto" / "options.json").read_text())
+    assert options["precision"] in ("fp32", "bf16") and options["precision_reason"].startswith("auto: ")
+    result = CliRunner().invoke(app, ["train", "vae", "--precision", "fp16", "--out", str(tmp_path / "x")])
+    assert result.exit_code != 0 and "fp16" in result.output

@@ -118,6 +118,14 @@ def check_scale(scale: int) -> None:
         raise GencliError(f"--scale must be a positive whole number, got {scale}")
 
 
+def check_train_precision(precision: str) -> None:
+    """Training runs in auto, fp32 or bf16: fp16 would need loss scaling (bf16 has fp32's range)."""
+    if precision == "fp16":
+        raise OptionError("training supports --precision auto, fp32 or bf16 (fp16 is for translate)")
+    if precision not in ("auto", "fp32", "bf16"):
+        raise OptionError(f"unknown --precision {precision!r}; use auto, fp32 or bf16")
+
+
 @contextlib.contextmanager
 def options_named():
     """Config errors raised while building a model from options name the option that set the field."""

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Callable
 
 from gencli import distributed, download
-from gencli.api.common import check_numbers, check_positive
+from gencli.api.common import check_numbers, check_positive, check_train_precision
 from gencli.data import data_root
 from gencli.errors import GencliError, OptionError
 from gencli.inference import cyclegan as inference
-from gencli.models.cyclegan import check_direction
+from gencli.models.cyclegan import UPSAMPLES, check_direction
 from gencli.runs import find_checkpoint, open_model, path_argument
 from gencli.training import cyclegan as training
 from gencli.training.loop import TrainingHooks
@@ -24,13 +24,19 @@ def train_cyclegan(data: str | Path, *, data_dir: str | Path | None = None, out:
                    epochs: int = 200, image_size: int = 256, ngf: int = 64, n_blocks: int = 9, ndf: int = 64,
                    gan_mode: str = "lsgan", lambda_cycle: float = 10.0, lambda_identity: float = 0.5,
                    lr: float = 2e-4, batch_size: int = 1, max_images: int | None = None, seed: int = 0,
-                   device: str = "auto", precision: str = "fp32", channels_last: bool = False, resume: bool = False,
+                   device: str = "auto", precision: str = "auto", channels_last: bool = False,
+                   upsample: str = "resize", load_size: int | None = None, resume: bool = False,
                    overwrite: bool = False, progress: TrainingHooks | None = None, on_skip: OnSkip | None = None,
                    annotate: bool = False) -> Path:
     """Train a CycleGAN on the unpaired folders of `data` (a name in the data directory or a folder);
     returns runs/<data name>/model.safetensors (or the one in `out`). With `resume`, the architecture,
-    seed and image subset come from the run being continued. `annotate` heads the columns of the sample
-    grids (samples/epoch_NNN.png): real A, fake B, rec A, real B, fake A, rec B."""
+    seed, image subset and load size come from the run being continued.
+
+    precision: auto (bf16 autocast on CUDA or a CPU with native bf16, else fp32), fp32 or bf16.
+    upsample: the decoder's "resize" (nearest x2 + 3x3 conv) or "deconv" (the paper's transposed convs).
+    load_size: training images are resized to this many pixels before the random crop (default 1.12 x
+    image_size). annotate: head the columns of the sample grids (samples/epoch_NNN.png): real A, fake B,
+    rec A, real B, fake A, rec B."""
     check_numbers(locals())
     check_positive(epochs=epochs, image_size=image_size, ngf=ngf, ndf=ndf, lr=lr, batch_size=batch_size,
                    n_blocks=n_blocks)
@@ -40,31 +46,35 @@ def train_cyclegan(data: str | Path, *, data_dir: str | Path | None = None, out:
         raise OptionError(f"--image-size must be a multiple of 4 and at least 32, got {image_size}")
     if gan_mode not in ("lsgan", "vanilla"):
         raise OptionError(f"unknown --gan-mode {gan_mode!r}; use lsgan or vanilla")
-    if precision == "fp16":  # would need loss scaling; bf16 has fp32's range and needs none
-        raise OptionError("training supports --precision fp32 or bf16 (fp16 is for translate)")
-    if precision not in ("fp32", "bf16"):
-        raise OptionError(f"unknown --precision {precision!r}; use fp32 or bf16")
+    check_train_precision(precision)
+    if upsample not in UPSAMPLES:
+        raise OptionError(f"unknown --upsample {upsample!r}; use {' or '.join(UPSAMPLES)}")
+    if load_size is not None and load_size < image_size:
+        raise OptionError(f"--load-size must be at least --image-size ({image_size}), got {load_size}")
     return training.train(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf,
                           n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode, lambda_cycle=lambda_cycle,
                           lambda_identity=lambda_identity, lr=lr, batch_size=batch_size, max_images=max_images,
                           seed=seed, device=device, precision=precision, channels_last=channels_last,
-                          resume=resume, overwrite=overwrite, progress=progress, on_skip=on_skip, annotate=annotate)
+                          upsample=upsample, loaded_size=load_size, resume=resume, overwrite=overwrite,
+                          progress=progress, on_skip=on_skip, annotate=annotate)
 
 
 def translate(model: str | Path, inputs: list[Path], *, out: Path | None = None, direction: str = "a2b",
-              size: int | None = None, device: str = "cpu", precision: str = "fp32", tile: int = 512,
+              size: int | None = None, device: str = "cpu", precision: str = "auto", tile: int = 512,
               on_skip: OnSkip | None = None) -> list[Path]:
     """Translate image files and folders with the cyclegan `model` (a name: runs/NAME, an imported or a
-    bundled model; or a checkpoint path); returns the written paths."""
+    bundled model; or a checkpoint path); returns the written paths. precision: auto (bf16 autocast on
+    CUDA or a CPU with native bf16, else fp32), fp32, bf16, or fp16 (CUDA)."""
     check_numbers(locals())
     check_direction(direction)
-    if precision not in inference.PRECISIONS:
-        raise OptionError(f"unknown precision {precision!r}; use {', '.join(inference.PRECISIONS)}")
+    if precision not in distributed.PRECISIONS:
+        raise OptionError(f"unknown --precision {precision!r}; use {', '.join(distributed.PRECISIONS)}")
     if size is not None and size < 4:
         raise OptionError(f"--size must be at least 4, got {size}")
     if tile < 64:
         raise OptionError(f"--tile must be at least 64, got {tile}")
     dev = distributed.resolve_device(device)
+    precision = distributed.resolve_precision(precision, dev)[0]
     if precision == "fp16" and dev.type == "cpu":
         raise GencliError("fp16 needs a CUDA GPU; on the CPU use --precision bf16")
     hint = (f"train it (gencli train cyclegan --data {model}), or fetch official weights "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from gencli.api.common import check_numbers, check_positive, check_scale, check_truncation
+from gencli.api.common import check_numbers, check_positive, check_scale, check_train_precision, check_truncation
 from gencli.data import load_idx_dataset
 from gencli.errors import GencliError, OptionError
 from gencli.images import check_folder, check_image_path, save_animation, save_cells, save_grid
@@ -40,11 +40,13 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
               out: str | Path | None = None, epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
               latent_dim: int = 2, hidden: tuple[int, ...] = (512, 256), seed: int = 0,
               lr_schedule: str = "constant", ema_decay: float = 0.9999, dropout: float = 0.0, device: str = "auto",
-              resume: bool = False, overwrite: bool = False, progress: TrainingHooks | None = None) -> Path:
+              precision: str = "auto", resume: bool = False, overwrite: bool = False,
+              progress: TrainingHooks | None = None) -> Path:
     """Train a vae or cvae; returns the path of model.safetensors in the run directory.
 
     lr_schedule: "constant", or "cosine" (from lr down to lr/100 over the epochs).
     ema_decay: per-step decay of the weight average that is evaluated and saved (0: the raw weights).
+    precision: auto (bf16 autocast on CUDA or a CPU with native bf16, else fp32), fp32 or bf16.
     """
     check_numbers(locals())
     require_command(family, "train")
@@ -53,10 +55,11 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
         raise OptionError(f"--hidden must be positive widths such as 512,256, got {hidden}")
     if lr_schedule not in ("cosine", "constant"):
         raise OptionError(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
+    check_train_precision(precision)
     return training.train(family, dataset=dataset, data_dir=data_dir, out=out, epochs=epochs, batch_size=batch_size,
                           lr=lr, latent_dim=latent_dim, hidden=hidden, seed=seed, lr_schedule=lr_schedule,
-                          ema_decay=ema_decay, dropout=dropout, device=device, resume=resume, overwrite=overwrite,
-                          progress=progress)
+                          ema_decay=ema_decay, dropout=dropout, device=device, precision=precision, resume=resume,
+                          overwrite=overwrite, progress=progress)
 
 
 def seed_span(seeds: list[int]) -> str:
@@ -70,8 +73,8 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
            label: int | None = None, nrow: int = 8, out: str | Path, device: str = "cpu",
            truncation: float | None = None, outdir: str | Path | None = None, scale: int = 1,
            annotate: bool = False) -> Path:
-    """Prior samples, one image per seed, as one grid (in the format the extension of `out` names). A cvae
-    without `label` draws one digit per row (0-9 in turn; by default ten rows). A stylegan uses the
+    """Prior samples, one image per seed, as one grid (in the format the extension of `out` names). A cvae,
+    or a conditional stylegan, without `label` draws one class per row (0-9 in turn; by default ten rows). A stylegan uses the
     truncation trick (default 0.7; 1 turns it off) and draws each image's z and noise from its own seed.
 
     `outdir`: also one PNG per seed there (seed0042.png). `scale`: upsample the images (nearest).
@@ -85,13 +88,16 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
     check_scale(scale)
     model, meta = _open("sample", family, checkpoint, device)
     if meta["family"] == "stylegan":
-        if label is not None:
-            raise OptionError("--label needs a conditional model (cvae); stylegan models ignore labels")
-        seeds = list(range(64)) if seeds is None else seeds
+        classes = model.config.num_classes
+        if label is not None and not classes:
+            raise OptionError("--label needs a conditional model (a cvae, or a stylegan trained with --cond)")
+        if seeds is None:
+            seeds = list(range(nrow * classes if classes and label is None else 64))
         if not seeds:
             raise OptionError("no seeds to sample")
-        labels = None
-        images = stylegan_inference.generate(model, seeds, 0.7 if truncation is None else truncation)
+        labels = (stylegan_inference.class_rows(len(seeds), nrow, classes) if label is None
+                  else torch.full((len(seeds),), label))
+        images = stylegan_inference.generate(model, seeds, 0.7 if truncation is None else truncation, labels=labels)
     else:
         if truncation is not None:
             raise OptionError(f"--truncation applies to stylegan models only, not {meta['family']}")

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
-from gencli.cli.shared import (DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, app, download_bar,
+from gencli.cli.shared import (DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, TrainPrecision, TrainPrecisionOpt,
+                               app, download_bar,
                                examples, fails_cleanly, finish, import_app, train_app, warn_skipped)
 from gencli.errors import OptionError
 
@@ -21,14 +22,15 @@ class Direction(str, Enum):  # AtoB and BtoA (the reference code's names) are ac
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
 
 
-class TrainPrecision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
+class Upsample(str, Enum):
+    resize = "resize"
+    deconv = "deconv"
 
 
 class GanMode(str, Enum):
@@ -63,7 +65,9 @@ def train_cyclegan(
     batch_size: Annotated[int, typer.Option(help="Images per domain per step (per process under torchrun).")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: DeviceOpt = DeviceName.auto,
-    precision: Annotated[TrainPrecision, typer.Option(help="fp32, or bf16 autocast (CPU or recent GPUs).")] = TrainPrecision.fp32,
+    precision: TrainPrecisionOpt = TrainPrecision.auto,
+    upsample: Annotated[Upsample, typer.Option(help="Decoder upsampling of a new model: resize (nearest x2 + 3x3 conv, no checkerboard) or deconv (the paper's transposed convs).")] = Upsample.resize,
+    load_size: Annotated[Optional[int], typer.Option(help="Resize training images to N pixels before the random crop (default 1.12 x --image-size); e.g. 286 with --image-size 128 trains on patches at full-image scale.")] = None,
     channels_last: Annotated[bool, typer.Option(help="Use the channels-last memory format.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in the run folder.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start again even if the run folder holds a model.")] = False,
@@ -81,7 +85,8 @@ def train_cyclegan(
                                   n_blocks=blocks, ndf=ndf, gan_mode=gan_mode.value, lambda_cycle=lambda_cycle,
                                   lambda_identity=lambda_identity, lr=lr, batch_size=batch_size, max_images=max_images,
                                   seed=seed, device=device.value, precision=precision.value,
-                                  channels_last=channels_last, resume=resume, overwrite=overwrite, progress=progress,
+                                  channels_last=channels_last, upsample=upsample.value,
+                                  load_size=load_size, resume=resume, overwrite=overwrite, progress=progress,
                                   on_skip=warn_skipped, annotate=annotate)
         text, result = training_result("cyclegan", path, progress)
         finish(as_json, text, **result)
@@ -102,7 +107,7 @@ def translate(
     direction: Annotated[Direction, typer.Option(help="a2b (AtoB; e.g. monet2photo: painting to photo) or b2a (BtoA).")] = Direction.a2b,
     size: Annotated[Optional[int], typer.Option(help="Resize the short side to N pixels first (default: keep the size).")] = None,
     tile: Annotated[int, typer.Option(help="Tile size for images above 1024x1024 pixels (bounds memory).")] = 512,
-    precision: Annotated[Precision, typer.Option(help="fp32, or bf16 (CPU or CUDA) / fp16 (CUDA) autocast.")] = Precision.fp32,
+    precision: Annotated[Precision, typer.Option(help="auto (bf16 on CUDA or a CPU with native bf16, else fp32), fp32, or bf16 (CPU or CUDA) / fp16 (CUDA) autocast.")] = Precision.auto,
     device: DeviceOpt = DeviceName.auto,
     as_json: JsonOpt = False,
 ) -> None:

@@ -61,6 +61,10 @@ class TrainingProgress:
         return f"{where}  elapsed {clock(elapsed)}  run eta {clock(eta) if eta is not None else '?'}"
 
     # --- the hooks ---
+    def note(self, message: str) -> None:
+        """A line of the run's header (e.g. the precision picked and why)."""
+        console.print(message, markup=False, highlight=False)
+
     def start(self, first_epoch: int, epochs: int) -> None:
         self.first, self.epochs = first_epoch, epochs
         self.epoch, self.steps, self.step_no, self.per_step = first_epoch, 1, 0, 0

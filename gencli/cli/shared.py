@@ -107,6 +107,12 @@ class DeviceName(str, Enum):
     cuda = "cuda"
 
 
+class TrainPrecision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 # The option vocabulary (see the module docstring).
 ModelArg = Annotated[Optional[str], typer.Argument(
     metavar="[MODEL]", show_default=False,
@@ -116,7 +122,8 @@ CheckpointOpt = Annotated[Optional[Path], typer.Option(
     "--checkpoint", "-c", help="Checkpoint file or run folder (default: runs/MODEL, an imported MODEL, the bundled one).")]
 DeviceOpt = Annotated[DeviceName, typer.Option(help="Where to run: auto picks CUDA when available.")]
 DataDirOpt = Annotated[Optional[Path], typer.Option(help="Data directory (default: $GENCLI_DATA_DIR, else a per-user cache).")]
-LabelOpt = Annotated[Optional[int], typer.Option(help="Digit to condition on (cvae only), 0-9.")]
+LabelOpt = Annotated[Optional[int], typer.Option(help="Class to condition on (cvae, or stylegan trained with --cond), e.g. a digit 0-9.")]
+TrainPrecisionOpt = Annotated[TrainPrecision, typer.Option(help="auto (bf16 autocast on CUDA or a CPU with native bf16, else fp32), fp32 or bf16.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Image file to write; its extension names the format: .png, .jpg, .webp or .gif.")]
 ScaleOpt = Annotated[int, typer.Option(help="Upsample the images K times (nearest neighbour), for viewing.", metavar="K")]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder to write (default: runs/NAME).")]

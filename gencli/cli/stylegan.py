@@ -12,7 +12,8 @@ import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
 from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, ModelArg,
-                               OutputOpt, ScaleOpt, app, examples, fails_cleanly, finish, import_app, model_choice,
+                               OutputOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app, examples, fails_cleanly,
+                               finish, import_app, model_choice,
                                train_app, warn_skipped)
 from gencli.errors import OptionError
 
@@ -23,6 +24,7 @@ class Style(str, Enum):
 
 TruncationOpt = Annotated[float, typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it.")]
 NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise, the same for every image.")]
+ClassOpt = Annotated[Optional[int], typer.Option("--label", help="Class to draw, for a model trained with --cond (default 0).")]
 
 
 @train_app.command("stylegan", epilog=examples(
@@ -31,7 +33,7 @@ NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise, th
     "gencli train stylegan --data monet/ --init-from runs/photos --run-dir runs/m"))
 @fails_cleanly
 def train_stylegan(
-    data: Annotated[str, typer.Option(help="mnist, fashion-mnist (padded to 32 px), or a folder of images.")] = "mnist",
+    data: Annotated[str, typer.Option(help="mnist, fashion-mnist (padded to 32 px), or a folder of images (with --cond: one subfolder per class).")] = "mnist",
     data_dir: DataDirOpt = None,
     kimg: Annotated[Optional[float], typer.Option(help="Thousands of training images in all (default 100).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Or: ticks to train in all (each --tick-kimg images).")] = None,
@@ -55,9 +57,12 @@ def train_stylegan(
     init_from: Annotated[Optional[Path], typer.Option(help="Transfer learning: start from this stylegan run's G, D and EMA.")] = None,
     freeze_mapping: Annotated[bool, typer.Option(help="Keep the mapping network fixed (with --init-from).")] = False,
     freeze_d: Annotated[int, typer.Option(help="Freeze-D: keep D's first N blocks (and from-RGB) fixed.")] = 0,
+    cond: Annotated[bool, typer.Option("--cond", help="Class-conditional (StyleGAN2-ADA): on the labels of mnist / fashion-mnist, or a folder's class subfolders.")] = False,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="DiffAugment (color, translation, cutout) on real and fake images before D, for small data sets.")] = False,
     run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder to write (default: runs/stylegan).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: DeviceOpt = DeviceName.auto,
+    precision: TrainPrecisionOpt = TrainPrecision.auto,
     resume: Annotated[bool, typer.Option(help="Continue the run in the run folder (its options are kept).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start again even if the run folder holds a model.")] = False,
     log_every: LogEveryOpt = 30.0,
@@ -75,7 +80,7 @@ def train_stylegan(
             mbstd_group=mbstd_group, batch_size=batch_size, lr=lr, r1_gamma=r1_gamma, r1_every=r1_every,
             mixing_prob=mixing_prob, ema_kimg=ema_kimg, kimg=kimg, epochs=epochs, tick_kimg=tick_kimg, mirror=mirror,
             init_from=init_from, freeze_mapping=freeze_mapping, freeze_d=freeze_d, seed=seed, device=device.value,
-            resume=resume, overwrite=overwrite, progress=progress, on_skip=warn_skipped)
+            precision=precision.value, cond=cond, augment=augment, resume=resume, overwrite=overwrite, progress=progress, on_skip=warn_skipped)
         text, result = training_result("stylegan", path, progress)
         finish(as_json, text, **result)
 
@@ -91,6 +96,7 @@ def style_mix(
     cutoff: Annotated[int, typer.Option(help="Style layers taken from the row seed (4 = the 4 and 8 px layers).")] = 4,
     truncation: TruncationOpt = 0.7,
     noise_seed: NoiseSeedOpt = 0,
+    label: ClassOpt = None,
     checkpoint: CheckpointOpt = None,
     output: OutputOpt = None,
     scale: ScaleOpt = 1,
@@ -104,7 +110,7 @@ def style_mix(
     checkpoint = stylegan_checkpoint(model, checkpoint)
     path = api.style_mix(checkpoint=checkpoint, rows=api.common.parse_seeds(rows, "--rows"),
                          cols=api.common.parse_seeds(cols, "--cols"), cutoff=cutoff, truncation=truncation,
-                         noise_seed=noise_seed, out=output or Path("stylegan_style_mix.png"), device=device.value,
+                         noise_seed=noise_seed, label=label, out=output or Path("stylegan_style_mix.png"), device=device.value,
                          scale=scale, annotate=annotate)
     finish(as_json, f"Style-mixing grid written to {path}", output=str(path))
 
@@ -119,6 +125,7 @@ def interpolate(
     steps: Annotated[int, typer.Option(help="Images per strip, ends included.")] = 8,
     truncation: TruncationOpt = 0.7,
     noise_seed: NoiseSeedOpt = 0,
+    label: ClassOpt = None,
     checkpoint: CheckpointOpt = None,
     output: OutputOpt = None,
     scale: ScaleOpt = 1,
@@ -132,7 +139,7 @@ def interpolate(
 
     checkpoint = stylegan_checkpoint(model, checkpoint)
     path = api.interpolate(checkpoint=checkpoint, seeds=api.common.parse_seeds(seeds), steps=steps,
-                           truncation=truncation, noise_seed=noise_seed,
+                           truncation=truncation, noise_seed=noise_seed, label=label,
                            out=output or Path("stylegan_interpolation.png"), device=device.value,
                            scale=scale, annotate=annotate)
     finish(as_json, f"Interpolation written to {path}", output=str(path))

@@ -11,7 +11,8 @@ import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
 from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LabelOpt, LogEveryOpt,
-                               ModelArg, ModelOpt, OutputOpt, RunDirOpt, ScaleOpt, app, examples, fails_cleanly, finish,
+                               ModelArg, ModelOpt, OutputOpt, RunDirOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app,
+                               examples, fails_cleanly, finish,
                                model_choice, model_name, train_app)
 from gencli.errors import OptionError
 
@@ -50,6 +51,7 @@ def train_vae(
     run_dir: RunDirOpt = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: DeviceOpt = DeviceName.auto,
+    precision: TrainPrecisionOpt = TrainPrecision.auto,
     resume: Annotated[bool, typer.Option(help="Continue the run in the run folder.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start again even if the run folder holds a model.")] = False,
     log_every: LogEveryOpt = 30.0,
@@ -64,7 +66,7 @@ def train_vae(
         path = api.train_vae(family, dataset=data.value, data_dir=data_dir, out=run_dir, epochs=epochs,
                              batch_size=batch_size, lr=lr, lr_schedule=lr_schedule.value, ema_decay=ema_decay,
                              dropout=dropout, latent_dim=latent_dim, hidden=api.common.parse_ints(hidden, "--hidden"),
-                             seed=seed, device=device.value, resume=resume, overwrite=overwrite, progress=progress)
+                             seed=seed, device=device.value, precision=precision.value, resume=resume, overwrite=overwrite, progress=progress)
         text, result = training_result(family, path, progress)
         finish(as_json, text, **result)
 
@@ -106,8 +108,15 @@ def sample(
     out = output or Path(f"{family or 'model'}_samples.png")
     path = api.sample(family, checkpoint=checkpoint, seeds=seed_list, label=label, nrow=nrow, out=out,
                       device=device.value, truncation=truncation, outdir=outdir, scale=scale, annotate=annotate)
-    finish(as_json, f"Samples written to {path}" + (f"; one PNG per seed in {outdir}" if outdir else ""),
-           output=str(path), seeds=seed_list, outdir=str(outdir) if outdir else None)
+    names, legend = api.class_names(family, checkpoint), ""
+    if names and label is not None:
+        legend = f" (class {label}: {names[label]})"
+    elif names:
+        legend = f"; row r shows class r % {len(names)}"
+        if names != [str(k) for k in range(len(names))]:  # digits need no legend
+            legend += ": " + ", ".join(f"{k} {name}" for k, name in enumerate(names))
+    finish(as_json, f"Samples written to {path}{legend}" + (f"; one PNG per seed in {outdir}" if outdir else ""),
+           output=str(path), seeds=seed_list, outdir=str(outdir) if outdir else None, classes=names or None)
 
 
 @app.command("latent-grid", epilog=examples(

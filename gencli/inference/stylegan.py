@@ -1,6 +1,7 @@
 """Using a trained StyleGAN: samples with the truncation trick, the style-mixing grid and interpolation
 in w space (Karras et al. 2019, Sec. 3 and Fig. 3). Tensors in and out, images in [0, 1]; every image
-draws its z and noise from its own seed, so it does not depend on the batch."""
+draws its z and noise from its own seed, so it does not depend on the batch. A conditional model draws
+the class it is given (`labels`; default class 0)."""
 
 from __future__ import annotations
 
@@ -39,30 +40,53 @@ def synthesize(G: Generator, ws: torch.Tensor, noise: list[torch.Tensor], batch_
     return torch.cat(out)
 
 
+def class_rows(n: int, nrow: int, num_classes: int) -> torch.Tensor | None:
+    """Labels of an n-image grid whose row r shows class r % num_classes (None when unconditional)."""
+    return torch.arange(n) // nrow % num_classes if num_classes else None
+
+
+def seed_labels(G: Generator, n: int, labels) -> torch.Tensor | None:
+    """`labels` as an (n,) tensor for a conditional G: one int for all, or one per image (default 0);
+    None for an unconditional G, which takes no label."""
+    classes = G.config.num_classes
+    if not classes:
+        if labels is not None:
+            raise GencliError("--label needs a conditional stylegan (trained with --cond); this one is unconditional")
+        return None
+    labels = torch.as_tensor(0 if labels is None else labels).long()
+    labels = labels.expand(n) if labels.ndim == 0 else labels
+    if len(labels) != n or labels.min() < 0 or labels.max() >= classes:
+        raise GencliError(f"--label must be between 0 and {classes - 1}")
+    return labels
+
+
 @torch.no_grad()
-def seed_ws(G: Generator, seeds: list[int], truncation: float = 1.0, noise_seed: int | None = None):
-    """(ws (N, num_ws, w_dim), noise) for the seeds, truncated."""
+def seed_ws(G: Generator, seeds: list[int], truncation: float = 1.0, noise_seed: int | None = None, labels=None):
+    """(ws (N, num_ws, w_dim), noise) for the seeds, truncated. A conditional G draws class `labels` (an int
+    for every seed, or one per seed; default 0)."""
     z, noise = seed_inputs(G, seeds, noise_seed)
-    w = G.truncate(G.mapping(z.to(G.w_avg.device)), truncation)
+    labels = seed_labels(G, len(seeds), labels)
+    w = G.truncate(G.mapping(z.to(G.w_avg.device), labels), truncation, labels)
     return G.broadcast(w).cpu(), noise
 
 
-def generate(G: Generator, seeds: list[int], truncation: float = 1.0, noise_seed: int | None = None) -> torch.Tensor:
-    """One image per seed, (N, C, H, W) in [0, 1]."""
+def generate(G: Generator, seeds: list[int], truncation: float = 1.0, noise_seed: int | None = None,
+             labels=None) -> torch.Tensor:
+    """One image per seed, (N, C, H, W) in [0, 1]; conditional: of class `labels` (see seed_ws)."""
     G.eval()
-    return synthesize(G, *seed_ws(G, seeds, truncation, noise_seed))
+    return synthesize(G, *seed_ws(G, seeds, truncation, noise_seed, labels))
 
 
 def style_mix(G: Generator, row_seeds: list[int], col_seeds: list[int], cutoff: int, truncation: float = 1.0,
-              noise_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              noise_seed: int = 0, label: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The paper's Fig. 3: cell (i, j) takes the styles of layers < `cutoff` (the coarse ones) from row
     seed i and the rest from column seed j; the noise is the same everywhere. Returns (row images (R, ...),
     column images (C, ...), cells (R, C, ...)). cutoff 0 gives the column image, num_ws the row image."""
     if not 0 <= cutoff <= G.num_ws:
         raise GencliError(f"--cutoff must be between 0 and {G.num_ws} (this model's style layers), got {cutoff}")
     G.eval()
-    rows, noise = seed_ws(G, row_seeds, truncation, noise_seed)
-    cols, _ = seed_ws(G, col_seeds, truncation, noise_seed)
+    rows, noise = seed_ws(G, row_seeds, truncation, noise_seed, label)
+    cols, _ = seed_ws(G, col_seeds, truncation, noise_seed, label)
     r, c = len(row_seeds), len(col_seeds)
     mixed = cols.unsqueeze(0).repeat(r, 1, 1, 1)  # (R, C, num_ws, w_dim)
     mixed[:, :, :cutoff] = rows[:, None, :cutoff]
@@ -83,7 +107,7 @@ def style_mix_grid(rows: torch.Tensor, cols: torch.Tensor, cells: torch.Tensor) 
 
 
 def interpolate(G: Generator, seeds: list[int], steps: int = 8, truncation: float = 1.0,
-                noise_seed: int = 0) -> torch.Tensor:
+                noise_seed: int = 0, label: int | None = None) -> torch.Tensor:
     """Strips between consecutive seeds, linear in w: (len(seeds) - 1) * steps images, each strip starting
     at one seed's image and ending at the next's; the noise is the same for every image."""
     if len(seeds) < 2:
@@ -91,7 +115,7 @@ def interpolate(G: Generator, seeds: list[int], steps: int = 8, truncation: floa
     if steps < 2:
         raise GencliError(f"--steps must be at least 2, got {steps}")
     G.eval()
-    ws, noise = seed_ws(G, seeds, truncation, noise_seed)
+    ws, noise = seed_ws(G, seeds, truncation, noise_seed, label)
     t = torch.linspace(0, 1, steps)[:, None, None]
     path = torch.cat([ws[k].lerp(ws[k + 1], t) for k in range(len(seeds) - 1)])  # lerp broadcasts over t
     return synthesize(G, path, [n[:1].expand(len(path), -1, -1, -1) for n in noise])

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gencli.errors import GencliError
+from gencli.errors import ConfigError, GencliError
 
 DIRECTIONS = ("a2b", "b2a")
+UPSAMPLES = ("deconv", "resize")
 
 
 def check_direction(direction: str) -> str:
@@ -48,6 +49,15 @@ class CycleGANConfig:
     lambda_identity: float = 0.5  # identity L1 weight, as a fraction of lambda_cycle (0 turns it off)
     pool_size: int = 50  # generated images kept in the history shown to the discriminators
     directions: tuple[str, ...] = DIRECTIONS  # generators the exported model holds (imports may have one)
+    # How the decoder doubles the resolution: "deconv" (the paper's stride-2 transposed convs; official
+    # weights, and checkpoints written before this field existed) or "resize" (nearest x2 then a 3x3 conv,
+    # Odena et al. 2016, "Deconvolution and checkerboard artifacts": no uneven kernel overlap, no
+    # checkerboard). `train cyclegan` uses resize for new models.
+    upsample: str = "deconv"
+
+    def __post_init__(self):
+        if self.upsample not in UPSAMPLES:
+            raise ConfigError("upsample", f"must be {' or '.join(UPSAMPLES)}, got {self.upsample!r}")
 
 
 # --- networks ----------------------------------------------------------------------------------------
@@ -92,20 +102,37 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
+class ResizeConv(nn.Module):
+    """Nearest-neighbour x2 upsampling followed by a 3x3 conv with reflection padding (Odena et al. 2016).
+    Takes one slot of the generator's Sequential, so later layers keep the reference code's indices."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(1)
+        self.conv = nn.Conv2d(in_ch, out_ch, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pad(F.interpolate(x, scale_factor=2, mode="nearest")))
+
+
 class ResnetGenerator(nn.Module):
     """Johnson et al. (2016) style generator, CycleGAN Appendix 7.2: c7s1-64, d128, d256, R256 x n_blocks,
-    u128, u64, c7s1-3 with tanh. (B, 3, H, W) in [-1, 1] -> same shape; H and W multiples of 4."""
+    u128, u64 (transposed convs, or `ResizeConv` with upsample="resize"), c7s1-3 with tanh.
+    (B, 3, H, W) in [-1, 1] -> same shape; H and W multiples of 4."""
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, dropout: bool = False):
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, dropout: bool = False, upsample: str = "deconv"):
         super().__init__()
+        if upsample not in UPSAMPLES:
+            raise ConfigError("upsample", f"must be {' or '.join(UPSAMPLES)}, got {upsample!r}")
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), InstanceNorm(ngf), nn.ReLU(True)]
         for mult in (1, 2):  # encoder: two stride-2 convs, (B, ngf, H, W) -> (B, 4 ngf, H/4, W/4)
             layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
                        InstanceNorm(ngf * mult * 2), nn.ReLU(True)]
         layers += [ResnetBlock(ngf * 4, dropout) for _ in range(n_blocks)]
-        for mult in (4, 2):  # decoder: two stride-2 transposed convs back to (B, ngf, H, W)
-            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
-                       InstanceNorm(ngf * mult // 2), nn.ReLU(True)]
+        for mult in (4, 2):  # decoder: two x2 upsamplings back to (B, ngf, H, W)
+            up = (nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1)
+                  if upsample == "deconv" else ResizeConv(ngf * mult, ngf * mult // 2))
+            layers += [up, InstanceNorm(ngf * mult // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
@@ -144,7 +171,7 @@ class CycleGAN(nn.Module):
         unknown = set(config.directions) - set(DIRECTIONS)
         if unknown or not config.directions:
             raise GencliError(f"bad cyclegan directions {config.directions}; use a2b and/or b2a")
-        make = lambda: ResnetGenerator(config.ngf, config.n_blocks, config.dropout)  # noqa: E731
+        make = lambda: ResnetGenerator(config.ngf, config.n_blocks, config.dropout, config.upsample)  # noqa: E731
         self.G_AB = make() if "a2b" in config.directions else None
         self.G_BA = make() if "b2a" in config.directions else None
 

@@ -24,6 +24,10 @@ growing, and instead the generator sums a to-RGB of every resolution (StyleGAN2'
 up to 32 images: on MNIST the paper's choices collapsed (the measurements are in the README).
 Truncation applies to every layer, not only the first 8 (the same below 64 px). Images are in [-1, 1]
 inside the networks. `style="demod"` swaps AdaIN for StyleGAN2's weight demodulation.
+
+Class-conditional G and D as in StyleGAN2-ADA (Karras et al. 2020b, `num_classes`; truncation toward
+each class's mean w rather than ADA's global mean). Normalizations compute in fp32 also under bf16
+autocast (`.float()` is a no-op in fp32).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gencli.errors import ConfigError
+from gencli.errors import ConfigError, GencliError
 
 
 @dataclass
@@ -60,6 +64,9 @@ class StyleGANConfig:
     # tanh on the output: digits are mostly exactly-black background, which a linear output can only
     # approach (D then tells fakes by their background); tanh reaches it by saturating.
     tanh_output: bool = False
+    # Class-conditional G and D as StyleGAN2-ADA (Karras et al. 2020b) when > 0: the one-hot label is embedded
+    # into the mapping network's input and D projects its features onto a label embedding. 0: unconditional.
+    num_classes: int = 0
 
     def __post_init__(self):
         res = self.resolution
@@ -76,6 +83,8 @@ class StyleGANConfig:
             raise ConfigError("style", f"must be adain or demod, got {self.style!r}")
         if self.channels not in (1, 3):
             raise ConfigError("channels", f"must be 1 or 3 (images), got {self.channels}")
+        if self.num_classes < 0 or self.num_classes == 1:
+            raise ConfigError("num_classes", f"must be 0 (unconditional) or at least 2, got {self.num_classes}")
 
 
 def default_widths(resolution: int, max_channels: int = 128, base: int = 512) -> tuple[int, ...]:
@@ -136,6 +145,7 @@ class Blur(nn.Module):
 
 def pixel_norm(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """z / sqrt(mean(z^2)) per row: the mapping network's input normalization."""
+    z = z.float()
     return z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + eps)
 
 
@@ -143,18 +153,33 @@ def leaky(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.2)
 
 
+def one_hot(labels: torch.Tensor | None, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    """Labels (B,) int -> one-hot (B, num_classes) in `like`'s dtype and device; a clear error without them."""
+    if labels is None:
+        raise GencliError("this stylegan is conditional: it needs a class label for every image")
+    return F.one_hot(labels.to(like.device).long(), num_classes).to(like.dtype)
+
+
 # --- generator ------------------------------------------------------------------------------------
 
 class MappingNetwork(nn.Module):
-    """f: z (B, z_dim) -> w (B, w_dim)."""
+    """f: z (B, z_dim) -> w (B, w_dim); conditional (StyleGAN2-ADA): f(z, c), with the one-hot label c
+    embedded to w_dim by an equalized linear layer (`embed`), both z and the embedding normalized to
+    unit second moment, and the two concatenated before the MLP."""
 
     def __init__(self, config: StyleGANConfig):
         super().__init__()
-        dims = [config.z_dim] + [config.w_dim] * config.mapping_layers
+        self.num_classes = config.num_classes
+        if config.num_classes:
+            self.embed = EqualLinear(config.num_classes, config.w_dim, gain=1.0)
+        dims = [config.z_dim + (config.w_dim if config.num_classes else 0)] + [config.w_dim] * config.mapping_layers
         self.layers = nn.ModuleList(EqualLinear(a, b, lr_mul=config.mapping_lr_mul) for a, b in zip(dims[:-1], dims[1:]))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = pixel_norm(z)
+        if self.num_classes:
+            c = pixel_norm(self.embed(one_hot(labels, self.num_classes, x)))
+            x = torch.cat([x, c], 1)  # (B, z_dim + w_dim)
         for layer in self.layers:
             x = leaky(layer(x))
         return x
@@ -185,6 +210,7 @@ class AdaIN(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         ys, yb = self.affine(w)[:, :, None, None].chunk(2, dim=1)  # each (B, C, 1, 1)
+        x = x.float()
         x = x - x.mean((2, 3), keepdim=True)
         x = x * torch.rsqrt(x.pow(2).mean((2, 3), keepdim=True) + 1e-8)  # instance norm
         return ys * x + yb
@@ -293,7 +319,8 @@ class SynthesisNetwork(nn.Module):
 
 
 class Generator(nn.Module):
-    """G = g(f(z)). `w_avg` (a buffer, saved with the weights) is the running mean of w."""
+    """G = g(f(z)), or g(f(z, c)) when conditional. `w_avg` (a buffer, saved with the weights) is the
+    running mean of w: (w_dim,), or per class (num_classes, w_dim) for a conditional G."""
 
     def __init__(self, config: StyleGANConfig):
         super().__init__()
@@ -301,24 +328,31 @@ class Generator(nn.Module):
         self.mapping = MappingNetwork(config)
         self.synthesis = SynthesisNetwork(config)
         self.num_ws = 2 * len(config.widths)
-        self.register_buffer("w_avg", torch.zeros(config.w_dim))
+        self.register_buffer("w_avg", torch.zeros(*([config.num_classes] if config.num_classes else []), config.w_dim))
 
-    def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
-        """The truncation trick (Sec. 3): w' = w_avg + psi (w - w_avg); psi = 1 leaves w as it is."""
-        return w if psi == 1 else self.w_avg.lerp(w, psi)
+    def truncate(self, w: torch.Tensor, psi: float, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The truncation trick (Sec. 3): w' = w_avg + psi (w - w_avg); psi = 1 leaves w as it is. A conditional
+        G truncates toward its label's mean w (StyleGAN2-ADA uses the mean over all classes), which keeps
+        truncated images in their class."""
+        if psi == 1:
+            return w
+        center = self.w_avg if self.w_avg.ndim == 1 else self.w_avg[labels.to(w.device).long()]
+        return center.lerp(w, psi)
 
     def broadcast(self, w: torch.Tensor) -> torch.Tensor:
         """(B, w_dim) -> (B, num_ws, w_dim): the same w for every layer."""
         return w.unsqueeze(1).expand(-1, self.num_ws, -1)
 
     def forward(self, z: torch.Tensor, truncation: float = 1.0, noise: list[torch.Tensor] | None = None, *,
-                mix_z: torch.Tensor | None = None, cutoff: int | None = None, return_w: bool = False):
-        """Images from z; with `mix_z`, the layers from `cutoff` on take their style from it (style mixing,
-        Sec. 3.1). `return_w` also returns z's w (B, w_dim)."""
-        w = self.truncate(self.mapping(z), truncation)
+                mix_z: torch.Tensor | None = None, cutoff: int | None = None, return_w: bool = False,
+                labels: torch.Tensor | None = None):
+        """Images from z (and, conditional, class `labels` (B,)); with `mix_z`, the layers from `cutoff` on
+        take their style from it, same labels (style mixing, Sec. 3.1). `return_w` also returns z's w (B, w_dim)."""
+        w = self.truncate(self.mapping(z, labels), truncation, labels)
         ws = self.broadcast(w)
         if mix_z is not None and cutoff is not None:
-            ws = torch.cat([ws[:, :cutoff], self.broadcast(self.truncate(self.mapping(mix_z), truncation))[:, cutoff:]], 1)
+            mixed = self.truncate(self.mapping(mix_z, labels), truncation, labels)
+            ws = torch.cat([ws[:, :cutoff], self.broadcast(mixed)[:, cutoff:]], 1)
         images = self.synthesis(ws, noise)
         return (images, w) if return_w else images
 
@@ -341,6 +375,7 @@ class DiscriminatorBlock(nn.Module):
 
 def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:
     """Append one feature map: the std of each feature over a group of images, averaged (ProGAN Sec. 3)."""
+    x = x.float()
     b, c, h, w = x.shape
     g = min(group, b)
     while b % g:  # a group size that divides the batch
@@ -352,24 +387,35 @@ def minibatch_stddev(x: torch.Tensor, group: int) -> torch.Tensor:
 
 
 class Discriminator(nn.Module):
-    """D: images (B, channels, res, res) -> scores (B, 1). `blocks[0]` sees the full resolution."""
+    """D: images (B, channels, res, res) -> scores (B, 1). `blocks[0]` sees the full resolution.
+
+    Conditional (StyleGAN2-ADA's projection discriminator, after Miyato & Koyama 2018): the last layer
+    gives cmap_dim = widths[0] features, the label's embedding (`embed`, normalized to unit second
+    moment; ADA passes it through a further MLP) gives cmap, and the score is <features, cmap> / sqrt(cmap_dim).
+    """
 
     def __init__(self, config: StyleGANConfig):
         super().__init__()
         w = config.widths
-        self.group = config.mbstd_group
+        self.group, self.num_classes = config.mbstd_group, config.num_classes
         self.from_rgb = EqualConv2d(config.channels, w[-1], 1)
         self.blocks = nn.ModuleList(DiscriminatorBlock(w[i], w[i - 1]) for i in range(len(w) - 1, 0, -1))
         self.conv = EqualConv2d(w[0] + 1, w[0], 3)
         self.fc = EqualLinear(w[0] * 16, w[0])
-        self.out = EqualLinear(w[0], 1, gain=1.0)
+        self.out = EqualLinear(w[0], w[0] if config.num_classes else 1, gain=1.0)
+        if config.num_classes:
+            self.embed = EqualLinear(config.num_classes, w[0], gain=1.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = leaky(self.from_rgb(x))
         for block in self.blocks:
             x = block(x)
         x = leaky(self.conv(minibatch_stddev(x, self.group)))  # (B, C, 4, 4)
-        return self.out(leaky(self.fc(x.flatten(1))))
+        x = self.out(leaky(self.fc(x.flatten(1))))  # (B, 1), or (B, cmap_dim) when conditional
+        if self.num_classes:
+            cmap = pixel_norm(self.embed(one_hot(labels, self.num_classes, x)))  # (B, cmap_dim)
+            x = (x.float() * cmap).sum(1, keepdim=True) / math.sqrt(cmap.shape[1])
+        return x
 
 
 def build(config: StyleGANConfig) -> Generator:

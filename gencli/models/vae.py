@@ -73,7 +73,7 @@ class VAE(nn.Module):
         return mu + eps * (0.5 * logvar).exp()
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, eps: torch.Tensor | None = None):
-        mu, logvar = self.encode(x, labels)
+        mu, logvar = (t.float() for t in self.encode(x, labels))  # fp32 latents also under bf16 autocast
         return self.decode(self.reparameterize(mu, logvar, eps), labels), mu, logvar
 
 

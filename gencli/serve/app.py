@@ -32,6 +32,7 @@ STATIC = Path(str(resources.files("gencli.serve").joinpath("static")))
 Seed = Annotated[int, Query(ge=0, le=2**32 - 1, description="Seed of z and the noise.")]
 Truncation = Annotated[float, Query(ge=0, le=1, description="Truncation psi; 1 disables it.")]
 Label = Annotated[Optional[int], Query(ge=0, le=99, description="The digit to condition on (cvae).")]
+Class = Annotated[Optional[int], Query(ge=0, le=9999, description="The class to draw (a conditional stylegan; default 0).")]
 
 
 def picture_response(picture: Picture) -> Response:
@@ -102,19 +103,20 @@ def create_app(store: ModelStore) -> FastAPI:
     # --- StyleGAN ----------------------------------------------------------------------------------------
 
     @app.get("/api/stylegan/{model_id}/image")
-    def stylegan_image(model_id: str, seed: Seed = 0, truncation: Truncation = 0.7) -> Response:
-        return picture_response(store.stylegan_image(model_id, seed, truncation))
+    def stylegan_image(model_id: str, seed: Seed = 0, truncation: Truncation = 0.7, label: Class = None) -> Response:
+        return picture_response(store.stylegan_image(model_id, seed, truncation, label))
 
     @app.get("/api/stylegan/{model_id}/mix")
     def stylegan_mix(model_id: str, row: Seed = 0, col: Seed = 1, cutoff: Annotated[int, Query(ge=0, le=64)] = 4,
-                     truncation: Truncation = 0.7) -> Response:
+                     truncation: Truncation = 0.7, label: Class = None) -> Response:
         """Coarse styles (layers below `cutoff`) from seed `row`, fine ones from seed `col`."""
-        return picture_response(store.stylegan_mix(model_id, row, col, cutoff, truncation))
+        return picture_response(store.stylegan_mix(model_id, row, col, cutoff, truncation, label))
 
     @app.get("/api/stylegan/{model_id}/interpolate")
     def stylegan_interpolate(model_id: str, start: Seed = 0, end: Seed = 1,
-                             steps: Annotated[int, Query(ge=2, le=16)] = 8, truncation: Truncation = 0.7) -> Response:
-        return picture_response(store.stylegan_interpolation(model_id, start, end, steps, truncation))
+                             steps: Annotated[int, Query(ge=2, le=16)] = 8, truncation: Truncation = 0.7,
+                             label: Class = None) -> Response:
+        return picture_response(store.stylegan_interpolation(model_id, start, end, steps, truncation, label))
 
     # --- CycleGAN ----------------------------------------------------------------------------------------
 

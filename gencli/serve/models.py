@@ -87,8 +87,10 @@ class ModelEntry:
                     "latent_min": extra.get("latent_min"), "latent_max": extra.get("latent_max"),
                     "dataset": extra.get("dataset", "mnist")}
         elif self.family == "stylegan":
+            classes = config.get("num_classes", 0)  # checkpoints from before conditioning: unconditional
             info = {"resolution": config["resolution"], "num_ws": 2 * len(config["widths"]),
-                    "conditional": False}  # gencli's StyleGAN has no class-conditional variant
+                    "conditional": bool(classes), "num_classes": classes,
+                    "class_names": self.meta["extra"].get("class_names") or [str(k) for k in range(classes)]}
         elif self.family == "cyclegan":
             a, _, b = self.name.partition("2")
             info = {"directions": list(config.get("directions", DIRECTIONS)),
@@ -291,36 +293,54 @@ class ModelStore:
 
     # --- StyleGAN ----------------------------------------------------------------------------------------
 
-    def stylegan_image(self, model_id: str, seed: int, truncation: float = 0.7) -> Picture:
-        """`gencli sample stylegan --seeds SEED --nrow 1`: one image, z and noise from the seed."""
+    @staticmethod
+    def _class(G, label: int | None) -> tuple[int | None, str, str]:
+        """(label, option, file-name part) for a stylegan request: a conditional model draws class `label`
+        (default 0, as the CLI), an unconditional one refuses a label."""
+        classes = G.config.num_classes
+        if not classes:
+            if label is not None:
+                raise GencliError("this stylegan is not conditional; leave out the label")
+            return None, "", ""
+        label = 0 if label is None else label
+        if not 0 <= label < classes:
+            raise GencliError(f"a conditional stylegan needs a label between 0 and {classes - 1}")
+        return label, f" --label {label}", f"_label{label}"
+
+    def stylegan_image(self, model_id: str, seed: int, truncation: float = 0.7, label: int | None = None) -> Picture:
+        """`gencli sample stylegan --seeds SEED --nrow 1 [--label K]`: one image, z and noise from the seed."""
         entry, G, _ = self.load(model_id, ("stylegan",))
         api.check_truncation(truncation)
-        filename = f"stylegan_seed{seed}.png"
-        png = grid_png(stylegan.generate(G, [seed], truncation), nrow=1)
-        command = (f"gencli sample stylegan --seeds {seed} --nrow 1 --truncation {truncation!r}"
+        label, option, part = self._class(G, label)
+        filename = f"stylegan_seed{seed}{part}.png"
+        png = grid_png(stylegan.generate(G, [seed], truncation, labels=label), nrow=1)
+        command = (f"gencli sample stylegan --seeds {seed} --nrow 1 --truncation {truncation!r}{option}"
                    + self.checkpoint_option(entry) + f" -o {filename}")
         return Picture(png, filename, command)
 
-    def stylegan_mix(self, model_id: str, row: int, col: int, cutoff: int, truncation: float = 0.7) -> Picture:
+    def stylegan_mix(self, model_id: str, row: int, col: int, cutoff: int, truncation: float = 0.7,
+                     label: int | None = None) -> Picture:
         """`gencli style-mix` of one row seed (coarse styles) and one column seed (fine styles): a 2 x 2
         grid of blank corner, column image, row image and their mix."""
         entry, G, _ = self.load(model_id, ("stylegan",))
         api.check_truncation(truncation)
-        parts = stylegan.style_mix(G, [row], [col], cutoff, truncation, noise_seed=0)
-        filename = f"stylegan_style_mix_{row}_{col}_cutoff{cutoff}.png"
+        label, option, part = self._class(G, label)
+        parts = stylegan.style_mix(G, [row], [col], cutoff, truncation, noise_seed=0, label=label)
+        filename = f"stylegan_style_mix_{row}_{col}_cutoff{cutoff}{part}.png"
         png = grid_png(stylegan.style_mix_grid(*parts), nrow=2)
-        command = (f"gencli style-mix --rows {row} --cols {col} --cutoff {cutoff} --truncation {truncation!r}"
+        command = (f"gencli style-mix --rows {row} --cols {col} --cutoff {cutoff} --truncation {truncation!r}{option}"
                    + self.checkpoint_option(entry) + f" -o {filename}")
         return Picture(png, filename, command)
 
     def stylegan_interpolation(self, model_id: str, start: int, end: int, steps: int = 8,
-                               truncation: float = 0.7) -> Picture:
+                               truncation: float = 0.7, label: int | None = None) -> Picture:
         """`gencli interpolate --seeds START,END`: a strip of `steps` images, linear in w."""
         entry, G, _ = self.load(model_id, ("stylegan",))
         api.check_truncation(truncation)
-        filename = f"stylegan_interpolation_{start}_{end}.png"
-        png = grid_png(stylegan.interpolate(G, [start, end], steps, truncation, noise_seed=0), nrow=steps)
-        command = (f"gencli interpolate --seeds {start},{end} --steps {steps} --truncation {truncation!r}"
+        label, option, part = self._class(G, label)
+        filename = f"stylegan_interpolation_{start}_{end}{part}.png"
+        png = grid_png(stylegan.interpolate(G, [start, end], steps, truncation, noise_seed=0, label=label), nrow=steps)
+        command = (f"gencli interpolate --seeds {start},{end} --steps {steps} --truncation {truncation!r}{option}"
                    + self.checkpoint_option(entry) + f" -o {filename}")
         return Picture(png, filename, command)
 
@@ -347,7 +367,7 @@ class ModelStore:
             same = False
         model_arg = entry.name if same else shlex.quote(display_path(entry.path))
         command = f"gencli translate {model_arg} {shlex.quote(safe_filename(filename))} --direction {direction}"
-        command += (f" --precision {precision}" if precision != "fp32" else "") + f" -o {out}"
+        command += f" --precision {precision} -o {out}"  # always named: the command's default is auto
         return Picture(png_bytes(to_unit(y[0])), out, command)
 
 

@@ -3,7 +3,6 @@ losses (Zhu et al. 2017; the objective and paper names are in gencli.models.cycl
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from dataclasses import asdict
@@ -109,9 +108,7 @@ class CycleGANTask:
 
     # -- helpers --
     def _autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return distributed.autocast(self.precision, self.device)
 
     def _augment(self, images: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, L, L) -> S x S crops at (top, left), flipped left-right where flip is 1, in [-1, 1]."""
@@ -203,30 +200,37 @@ class CycleGANTask:
 def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Path | None = None, epochs: int = 200,
           image_size: int = 256, ngf: int = 64, n_blocks: int = 9, ndf: int = 64, gan_mode: str = "lsgan",
           lambda_cycle: float = 10.0, lambda_identity: float = 0.5, lr: float = 2e-4, batch_size: int = 1,
-          max_images: int | None = None, seed: int = 0, device: str = "auto", precision: str = "fp32",
-          channels_last: bool = False, resume: bool = False, overwrite: bool = False,
-          progress: TrainingHooks | None = None, on_skip=None, annotate: bool = False) -> Path:
+          max_images: int | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
+          channels_last: bool = False, upsample: str = "resize", loaded_size: int | None = None,
+          resume: bool = False, overwrite: bool = False, progress: TrainingHooks | None = None,
+          on_skip=None, annotate: bool = False) -> Path:
     """Train a CycleGAN (options checked by gencli.api.train_cyclegan) on the unpaired folders of `data` (a
     name in the data directory or a folder); returns runs/<data name>/model.safetensors (or the one in
-    `out`). With `resume`, the architecture, seed and image subset come from the run being continued.
+    `out`). With `resume`, the architecture, seed, image subset and load size come from the run being
+    continued; the precision, like the device, from this call (`auto`: bf16 where the hardware has it).
     `annotate` heads the columns of the sample grids (real A, fake B, rec A, real B, fake A, rec B)."""
     root = resolve_data_path(data, data_dir)
     run_dir = prepare_run_dir(root.name, out, resume, overwrite)
     dev = distributed.init(distributed.resolve_device(device))
+    precision, precision_reason = distributed.resolve_precision(precision, dev)
     config = CycleGANConfig(image_size=image_size, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
-                            lambda_cycle=lambda_cycle, lambda_identity=lambda_identity)
-    metadata = {"dataset": root.name, "max_images": max_images}
+                            lambda_cycle=lambda_cycle, lambda_identity=lambda_identity, upsample=upsample)
+    metadata = {"dataset": root.name, "max_images": max_images, "load_size": loaded_size}
     if resume:
         run = resumed_run(run_dir, "cyclegan")
         config = config_from_dict(CycleGANConfig, run.config)
         seed, metadata = run.seed, run.metadata
-        max_images = metadata.get("max_images")
+        max_images, loaded_size = metadata.get("max_images"), metadata.get("load_size")
     seed_everything(seed)
-    dataset = load_unpaired(root, config.image_size, max_images=max_images, seed=seed, on_skip=on_skip)
+    dataset = load_unpaired(root, config.image_size, max_images=max_images, seed=seed, on_skip=on_skip,
+                            loaded_size=loaded_size)
     task = CycleGANTask(config, dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=dev,
                         precision=precision, channels_last=channels_last, metadata=metadata, annotate=annotate)
     write_options(run_dir, {"family": "cyclegan", "data": str(root), "epochs": epochs, "lr": lr,
                             "batch_size": batch_size, "max_images": max_images,
                             "images": [len(dataset.train_a), len(dataset.train_b)], "seed": seed, "device": str(dev),
-                            "precision": precision, "channels_last": channels_last, "config": asdict(config)})
-    return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress)
+                            "precision": precision, "precision_reason": precision_reason,
+                            "load_size": dataset.train_a.shape[-1], "channels_last": channels_last,
+                            "config": asdict(config)})
+    return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress,
+               header=(f"precision {precision} ({precision_reason})",))

@@ -47,6 +47,7 @@ class TrainingHooks:
     def step(self, step: int, logs: dict[str, float], images: int) -> None: ...
     def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
     def stop(self) -> None: ...
+    def note(self, message: str) -> None: ...  # a line of the run's header, e.g. the precision picked
 
 
 def batch_images(batch) -> int:
@@ -92,8 +93,9 @@ def restore_state(task: Task, state: dict) -> int:
 
 
 def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_every: int = 10,
-        progress: TrainingHooks | None = None) -> Path:
+        progress: TrainingHooks | None = None, header: tuple[str, ...] = ()) -> Path:
     """Train `task` up to `epochs` (counting epochs already done when resuming); returns the checkpoint path.
+    `header`: lines shown (by rank 0) before training starts, such as the precision picked and why.
 
     After every epoch: one line in metrics.jsonl, model.safetensors and resume.pt (both atomic), so an
     interrupted run loses at most the epoch in progress.
@@ -111,6 +113,8 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
         (run_dir / METRICS_FILE).unlink()
     distributed.barrier()
 
+    for line in header:
+        hooks.note(line)
     hooks.start(done + 1, epochs)
     try:
         for epoch in range(done + 1, epochs + 1):

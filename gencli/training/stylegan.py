@@ -2,6 +2,10 @@
 regularization, a moving average of G, and transfer learning (--init-from, Freeze-D). The network names
 are in gencli.models.stylegan. Training length is counted in ticks of `tick_kimg` thousand images, which
 the training loop runs as its epochs.
+
+Additions from later papers: class-conditional training (StyleGAN2-ADA, Karras et al. 2020b; fake labels
+follow the training labels, w_avg is kept per class) and DiffAugment (Zhao et al. 2020,
+gencli.training.augment) on every image D sees, for small data sets.
 """
 
 from __future__ import annotations
@@ -12,18 +16,20 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gencli import distributed
 from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, read_metadata
-from gencli.data import IDX_DATASETS, load_training_images
+from gencli.data import IDX_DATASETS, class_names, load_labelled_images, load_training_images
 from gencli.errors import ConfigError, GencliError
 from gencli.images import save_grid
-from gencli.inference.stylegan import generate
+from gencli.inference.stylegan import class_rows, generate
 from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 from gencli.models.stylegan import Discriminator, Generator, StyleGANConfig, default_widths
 from gencli.registry import config_from_dict
 from gencli.runs import OPTIONS_FILE, prepare_run_dir, resumed_run, write_options
+from gencli.training.augment import diff_augment, draw_augment, parse_augment
 from gencli.training.common import accumulate, requires_grad, seed_everything, shard, stream_batches
 from gencli.training.loop import TrainingHooks, fit
 
@@ -39,15 +45,35 @@ def frozen_names(G: Generator, D: Discriminator, freeze_mapping: bool, freeze_d:
     return frozenset(g), frozenset(d)
 
 
-def draw_latents(G: Generator, batch: int, mixing_prob: float, generator: torch.Generator) -> dict:
+def draw_latents(G: Generator, batch: int, mixing_prob: float, generator: torch.Generator,
+                 label_pool: torch.Tensor | None = None) -> dict:
     """Generator inputs for `batch` images from `generator`: z, per-layer noise, and (with probability
-    `mixing_prob`, style-mixing regularization, Sec. 3.1) a second z taking over from a random cutoff."""
+    `mixing_prob`, style-mixing regularization, Sec. 3.1) a second z taking over from a random cutoff.
+    A conditional G also gets labels: those of random images of `label_pool` (the training labels, so
+    fakes follow the data's class distribution, as StyleGAN2-ADA draws them); drawn last, so an
+    unconditional run's draws are what they were before conditioning existed."""
     dev = generator.device
     z = torch.randn(2, batch, G.config.z_dim, generator=generator, device=dev)
     noise = [torch.randn(batch, 1, r, r, generator=generator, device=dev) for r in G.synthesis.layer_resolutions]
     mix = bool(torch.rand((), generator=generator, device=dev) < mixing_prob)
     cutoff = int(torch.randint(1, G.num_ws, (), generator=generator, device=dev))
-    return {"z": z[0], "noise": noise, "mix_z": z[1] if mix else None, "cutoff": cutoff if mix else None}
+    labels = None
+    if G.config.num_classes:
+        labels = label_pool[torch.randint(len(label_pool), (batch,), generator=generator, device=dev)]
+    return {"z": z[0], "noise": noise, "mix_z": z[1] if mix else None, "cutoff": cutoff if mix else None,
+            "labels": labels}
+
+
+def update_w_avg(G: Generator, w: torch.Tensor, labels: torch.Tensor | None, beta: float = 0.995) -> None:
+    """w_avg <- lerp(batch mean of w, w_avg, beta) (App. C), the batch being the global one under torchrun.
+    A conditional G keeps one mean per class and moves those of the classes in the batch."""
+    if labels is None:
+        G.w_avg.copy_(distributed.all_mean(w.mean(0)).lerp(G.w_avg, beta))
+        return
+    onehot = F.one_hot(labels.long(), G.config.num_classes).to(w.dtype)  # (B, classes)
+    sums, counts = distributed.all_mean(onehot.t() @ w), distributed.all_mean(onehot.sum(0))  # same ratio as sums
+    mean = sums / counts.clamp(min=1e-8)[:, None]
+    G.w_avg.copy_(torch.where((counts > 0)[:, None], mean.lerp(G.w_avg, beta), G.w_avg))
 
 
 class StyleGANTask:
@@ -55,9 +81,11 @@ class StyleGANTask:
     images (the unit of StyleGAN's training length, as in the official code).
 
     Networks: G (trained), D, G_ema (the moving average of G, used for every output). Every random draw
-    of a step (z, noise, mixing, flips) comes from a generator seeded by (seed, step) for the global
-    batch, of which each torchrun process takes its share: the run is the same whatever the number of
-    processes, and resume needs no random state.
+    of a step (z, noise, mixing, flips, fake labels, augmentations) comes from a generator seeded by
+    (seed, step) for the global batch, of which each torchrun process takes its share: the run is the
+    same whatever the number of processes, and resume needs no random state. A conditional config needs
+    `labels` (N,) beside the images; `augment` is a DiffAugment policy ("" for none). `precision` "bf16"
+    runs G's and D's forward passes under bf16 autocast; losses, R1 and w_avg stay fp32.
     """
 
     curves = ("train_d_loss", "train_g_loss")
@@ -67,10 +95,15 @@ class StyleGANTask:
     def __init__(self, config: StyleGANConfig, images: torch.Tensor, *, dataset: str, batch_size: int = 32,
                  lr: float = 0.001, r1_gamma: float = 0.0064, r1_every: int = 16, mixing_prob: float = 0.9,
                  ema_kimg: float = 10.0, tick_images: int = 4000, mirror: bool = False,
-                 freeze_mapping: bool = False, freeze_d: int = 0, seed: int = 0, device="cpu"):
+                 freeze_mapping: bool = False, freeze_d: int = 0, seed: int = 0, device="cpu",
+                 labels: torch.Tensor | None = None, augment: str = "", precision: str = "fp32"):
         self.config, self.seed, self.device = config, seed, torch.device(device)
         self.world = distributed.world()
         self.images = images.to(self.device)  # uint8 (N, C, H, W)
+        if config.num_classes and (labels is None or len(labels) != len(images)):
+            raise GencliError("a conditional stylegan needs a class label for every training image")
+        self.labels = labels.long().to(self.device) if config.num_classes else None  # (N,)
+        self.augment, self.precision = parse_augment(augment), precision
         self.batch_size, self.r1_gamma, self.r1_every = batch_size, r1_gamma, r1_every
         self.mixing_prob, self.ema_kimg, self.mirror = mixing_prob, ema_kimg, mirror
         self.global_batch = batch_size * self.world.world_size
@@ -92,7 +125,9 @@ class StyleGANTask:
         self.d_opt = torch.optim.Adam([p for n, p in self.D.named_parameters() if n not in self.frozen_d],
                                       lr=lr * c, betas=(0.0, 0.99**c), eps=1e-8)
         self.step = 0
-        self.sample_seeds = list(range(64))
+        # The grid after every tick: 64 seeds, or for a conditional G a row of 8 per class (as `sample`).
+        self.sample_seeds = list(range(8 * config.num_classes if config.num_classes else 64))
+        self.sample_labels = class_rows(len(self.sample_seeds), 8, config.num_classes)
         self.metadata: dict = {"dataset": dataset}
         self.last_r1 = 0.0  # logged on the steps between lazy R1 evaluations
 
@@ -117,7 +152,17 @@ class StyleGANTask:
         return shard(inputs, self.world.rank, self.world.world_size)
 
     def _draw(self, generator: torch.Generator) -> dict:
-        return self._shard(draw_latents(self.G, self.global_batch, self.mixing_prob, generator))
+        return self._shard(draw_latents(self.G, self.global_batch, self.mixing_prob, generator, self.labels))
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """DiffAugment before D, with fresh parameters per call (drawn for the global batch, sharded)."""
+        if not self.augment:
+            return x
+        params = draw_augment(self.augment, self.global_batch, self.config.resolution, generator)
+        return diff_augment(x, self._shard(params))
+
+    def _autocast(self):
+        return distributed.autocast(self.precision, self.device)
 
     def real_batch(self, idx: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         x = self.images[idx.to(self.device)].float() / 127.5 - 1  # uint8 -> [-1, 1]
@@ -132,15 +177,19 @@ class StyleGANTask:
         G, D = self.G, self.D
         rng = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + self.step)
         real = self.real_batch(idx, rng)
+        real_labels = self.labels[idx.to(self.device)] if self.labels is not None else None
         logs = {}
 
-        # --- D: logistic loss on real images and (detached) fakes ---
+        # --- D: logistic loss on real images and (detached) fakes, each augmented when asked ---
         requires_grad(G, False)
         requires_grad(D, True, self.frozen_d)
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             latents = self._draw(rng)
+            fake_labels = latents["labels"]
             fake = G(latents.pop("z"), **latents)
-        real_pred, fake_pred = self.D_train(real), self.D_train(fake)
+        with self._autocast():
+            real_pred = self.D_train(self._augment(real, rng), real_labels).float()
+            fake_pred = self.D_train(self._augment(fake, rng), fake_labels).float()
         d_loss = d_logistic_loss(real_pred, fake_pred)
         self.d_opt.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -148,9 +197,10 @@ class StyleGANTask:
         logs.update(d_loss=d_loss.item(), real_score=real_pred.mean().item(), fake_score=fake_pred.mean().item())
 
         # --- D: lazy R1 penalty, gamma / 2 * E||grad D(x)||^2, every r1_every batches, scaled up to match ---
+        # (In fp32 whatever the precision: a gradient penalty is sensitive to rounding, and it runs rarely.)
         if self.r1_gamma > 0 and self.step % self.r1_every == 0:
-            real.requires_grad_(True)
-            real_pred = self.D_train(real)
+            real.requires_grad_(True)  # the gradient is taken at the real image, through its augmentation
+            real_pred = self.D_train(self._augment(real, rng), real_labels)
             r1 = d_r1_loss(real_pred, real)
             self.d_opt.zero_grad(set_to_none=True)
             # R1 is a gradient with respect to the input, which does not depend on D's last bias:
@@ -165,23 +215,28 @@ class StyleGANTask:
         requires_grad(G, True, self.frozen_g)
         requires_grad(D, False)
         latents = self._draw(rng)
-        images, w = self.G_train(latents.pop("z"), **latents, return_w=True)
-        g_loss = g_nonsaturating_loss(D(images))
+        fake_labels = latents["labels"]
+        with self._autocast():
+            images, w = self.G_train(latents.pop("z"), **latents, return_w=True)
+            fake_pred = D(self._augment(images, rng), fake_labels).float()
+        g_loss = g_nonsaturating_loss(fake_pred)
         self.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_opt.step()
         logs["g_loss"] = g_loss.item()
 
-        # --- running mean of w (beta 0.995, App. C) over the global batch, and the EMA generator ---
+        # --- running mean of w (beta 0.995, App. C) over the global batch (per class when conditional),
+        # and the EMA generator ---
         with torch.no_grad():
-            G.w_avg.copy_(distributed.all_mean(w.detach().float().mean(0)).lerp(G.w_avg, 0.995))
+            update_w_avg(G, w.detach().float(), fake_labels)
         images_seen = self.step * self.global_batch
         ema_images = min(self.ema_kimg * 1000, images_seen * self.ema_rampup)
         accumulate(self.G_ema, G, 0.5 ** (self.global_batch / max(ema_images, 1e-8)))
         return logs
 
     def end_epoch(self, tick: int, run_dir: Path, final: bool) -> dict[str, float]:
-        save_grid(generate(self.G_ema, self.sample_seeds), Path(run_dir) / "samples" / f"epoch_{tick:03d}.png", nrow=8)
+        save_grid(generate(self.G_ema, self.sample_seeds, labels=self.sample_labels),
+                  Path(run_dir) / "samples" / f"epoch_{tick:03d}.png", nrow=8)
         kimg = self.step * self.global_batch / 1000
         self.metadata["kimg"] = kimg
         return {"kimg": kimg}
@@ -216,15 +271,17 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
           r1_gamma: float | None = None, r1_every: int = 16, mixing_prob: float = 0.9, ema_kimg: float = 10.0,
           kimg: float | None = None, ticks: int | None = None, tick_kimg: float = 4.0, mirror: bool | None = None,
           init_from=None, freeze_mapping: bool = False, freeze_d: int = 0, seed: int = 0, device: str = "auto",
-          resume: bool = False, overwrite: bool = False, progress: TrainingHooks | None = None,
-          on_skip=None) -> Path:
+          precision: str = "auto", cond: bool = False, augment: str | bool = "", resume: bool = False,
+          overwrite: bool = False, progress: TrainingHooks | None = None, on_skip=None) -> Path:
     """Train a StyleGAN (options checked by gencli.api.train_stylegan); returns the path of
     model.safetensors (the EMA generator) in the run directory.
 
     Length: `kimg` thousand images in all, or `ticks` ticks of `tick_kimg` thousand images each (default
     100 kimg). Architecture options left as None take the defaults, or with `init_from` the source run's
-    values. On `resume`, the architecture comes from the run's model and every other option but the
-    length and the device from its options.json.
+    values. `cond`: class-conditional on the data's labels (mnist / fashion-mnist, or a folder of class
+    subfolders); the class names go into the checkpoint. `augment`: a DiffAugment policy (True:
+    color,translation,cutout). On `resume`, the architecture comes from the run's model and every other
+    option but the length, the device and the precision from its options.json.
     """
     run_dir = prepare_run_dir("stylegan", out, resume, overwrite)
     length = {"kimg": kimg, "epochs": ticks}  # "epochs": the option is --epochs (ticks)
@@ -249,6 +306,9 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
             clash = [k for k, v in arch.items() if v is not None and v != getattr(base, k)]
             if clash:
                 raise GencliError(f"--init-from fixes the architecture; drop --{clash[0].replace('_', '-')}")
+            if cond != bool(base.num_classes):
+                raise GencliError(f"--init-from: the source model is {'' if base.num_classes else 'un'}conditional; "
+                                  f"{'add' if base.num_classes else 'drop'} --cond")
             source = load_resume(source_path.parent / RESUME_FILE)
             config_values = asdict(base)
         else:
@@ -260,6 +320,8 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
             # background, and one minibatch-stddev group per batch of up to 32 (StyleGAN2-ADA's CIFAR setting).
             config_values.setdefault("tanh_output", digits)
             config_values.setdefault("mbstd_group", min(batch_size, 32))
+            if cond:
+                config_values["num_classes"] = len(class_names(data, data_dir))
         if config_values["channels"] != channels:
             raise GencliError(f"the source model makes {config_values['channels']}-channel images, "
                               f"but {data} has {channels}")
@@ -270,7 +332,7 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
             "r1_every": r1_every, "mixing_prob": mixing_prob, "ema_kimg": ema_kimg, "tick_kimg": tick_kimg,
             "mirror": not digits if mirror is None else mirror,
             "init_from": str(init_from) if init_from is not None else None, "freeze_mapping": freeze_mapping,
-            "freeze_d": freeze_d, "seed": seed, "config": asdict(config),
+            "freeze_d": freeze_d, "seed": seed, "augment": parse_augment(augment), "config": asdict(config),
         }
     if length["kimg"] is None and length["epochs"] is None:
         length["kimg"] = 100.0
@@ -280,16 +342,28 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
         raise GencliError("--kimg and --epochs must be positive")
 
     dev = distributed.init(distributed.resolve_device(device))
+    precision, precision_reason = distributed.resolve_precision(precision, dev)
     seed_everything(options["seed"])
-    images = load_training_images(options["data"], data_dir, config.resolution, on_skip)
+    labels = None
+    if config.num_classes:
+        images, labels, names = load_labelled_images(options["data"], data_dir, config.resolution, on_skip)
+        if len(names) != config.num_classes:
+            raise GencliError(f"the model has {config.num_classes} classes, but {options['data']} has {len(names)}")
+    else:
+        images = load_training_images(options["data"], data_dir, config.resolution, on_skip)
     task = StyleGANTask(config, images, dataset=options["data"], batch_size=options["batch_size"], lr=options["lr"],
                         r1_gamma=options["r1_gamma"], r1_every=options["r1_every"],
                         mixing_prob=options["mixing_prob"], ema_kimg=options["ema_kimg"],
                         tick_images=round(tick * 1000), mirror=options["mirror"],
                         freeze_mapping=options["freeze_mapping"], freeze_d=options["freeze_d"],
-                        seed=options["seed"], device=dev)
+                        seed=options["seed"], device=dev, labels=labels, augment=options.get("augment", ""),
+                        precision=precision)
+    if labels is not None:
+        task.metadata["class_names"] = names
     if source is not None:
         task.load_source(source)
-    options.update(device=str(dev), images=len(images), **{f"last_{k}": v for k, v in length.items()})
+    options.update(device=str(dev), precision=precision, precision_reason=precision_reason, images=len(images),
+                   **{f"last_{k}": v for k, v in length.items()})
     write_options(run_dir, options)
-    return fit(task, run_dir, epochs=total_ticks, resume=resume, progress=progress)
+    return fit(task, run_dir, epochs=total_ticks, resume=resume, progress=progress,
+               header=(f"precision {precision} ({precision_reason})",))

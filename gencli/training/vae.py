@@ -29,8 +29,9 @@ class VAETask:
 
     def __init__(self, family: str, config: VAEConfig, train_set: ImageSet, test_set: ImageSet, *, dataset: str,
                  lr: float, batch_size: int, seed: int, device: torch.device, epochs: int,
-                 lr_schedule: str = "constant", ema_decay: float = 0.9999):
+                 lr_schedule: str = "constant", ema_decay: float = 0.9999, precision: str = "fp32"):
         self.family, self.config, self.seed, self.device = family, config, seed, device
+        self.precision = precision  # fp32, or bf16 autocast of the forward pass (the loss stays fp32)
         self.dataset = dataset
         self.model = build(config).to(device)
         self.net = distributed.wrap(self.model, device)  # DistributedDataParallel under torchrun
@@ -68,8 +69,9 @@ class VAETask:
         idx = idx.to(self.device)
         x = self.train_x[idx].float() / 255
         y = self.train_y[idx]
-        logits, mu, logvar = self.net(x, y, self.noise[idx])
-        loss, bce, kl = vae_loss(logits, x, mu, logvar)
+        with distributed.autocast(self.precision, self.device):
+            logits, mu, logvar = self.net(x, y, self.noise[idx])
+        loss, bce, kl = vae_loss(logits.float(), x, mu, logvar)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -113,10 +115,11 @@ class VAETask:
 def train(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path | None = None,
           out: str | Path | None = None, epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
           latent_dim: int = 2, hidden: tuple[int, ...] = (512, 256), seed: int = 0, lr_schedule: str = "constant",
-          ema_decay: float = 0.9999, dropout: float = 0.0, device: str = "auto", resume: bool = False,
-          overwrite: bool = False, progress: TrainingHooks | None = None) -> Path:
+          ema_decay: float = 0.9999, dropout: float = 0.0, device: str = "auto", precision: str = "auto",
+          resume: bool = False, overwrite: bool = False, progress: TrainingHooks | None = None) -> Path:
     """Train a vae or cvae (options checked by gencli.api.train_vae); returns model.safetensors' path.
-    On `resume`, the architecture and seed come from the run being continued."""
+    On `resume`, the architecture and seed come from the run being continued; the precision, like the
+    device, from this call (`auto`: bf16 autocast where the hardware has it, else fp32)."""
     spec = get_family(family)
     run_dir = prepare_run_dir(family, out, resume, overwrite)
     config = spec.default_config(latent_dim=latent_dim, hidden=tuple(hidden), dropout=dropout)
@@ -124,11 +127,15 @@ def train(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path |
         run = resumed_run(run_dir, family)
         config, seed = spec.config_from_dict(run.config), run.seed
     dev = distributed.init(distributed.resolve_device(device))
+    precision, precision_reason = distributed.resolve_precision(precision, dev)
     seed_everything(seed)
     train_set, test_set = load_idx_dataset(dataset, data_dir)
     task = VAETask(family, config, train_set, test_set, dataset=dataset, lr=lr, batch_size=batch_size,
-                   seed=seed, device=dev, epochs=epochs, lr_schedule=lr_schedule, ema_decay=ema_decay)
+                   seed=seed, device=dev, epochs=epochs, lr_schedule=lr_schedule, ema_decay=ema_decay,
+                   precision=precision)
     write_options(run_dir, {"family": family, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
                             "lr": lr, "lr_schedule": lr_schedule, "ema_decay": ema_decay, "seed": seed,
-                            "device": str(dev), "config": asdict(config)})
-    return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress)
+                            "device": str(dev), "precision": precision, "precision_reason": precision_reason,
+                            "config": asdict(config)})
+    return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress,
+               header=(f"precision {precision} ({precision_reason})",))

@@ -236,7 +236,7 @@ function setupVae() {
 
 // --- StyleGAN --------------------------------------------------------------------------------------------
 
-const sg = { model: null };
+const sg = { model: null, label: 0 };
 const sgStatus = $("sg-status");
 const sgImage = latestOnly(pictureView("sg"), sgStatus);
 const sgMix = latestOnly(pictureView("mix"), sgStatus);
@@ -244,7 +244,32 @@ const sgInterp = latestOnly(pictureView("interp"), sgStatus);
 const intValue = (id) => Math.max(0, Math.floor(Number($(id).value) || 0));
 
 function sgBase(kind) {
-  return `/api/stylegan/${encodeURIComponent(sg.model.id)}/${kind}?truncation=${$("sg-truncation").value}`;
+  const label = sg.model.info.conditional ? `&label=${sg.label}` : "";
+  return `/api/stylegan/${encodeURIComponent(sg.model.id)}/${kind}?truncation=${$("sg-truncation").value}${label}`;
+}
+
+// A conditional model's class picker: one button per class, named by the class names it stores.
+function selectStylegan(m) {
+  sg.model = m;
+  const labels = $("sg-labels");
+  const names = m.info.class_names || [];
+  labels.hidden = !m.info.conditional;
+  labels.querySelectorAll("button").forEach((b) => b.remove());
+  if (sg.label >= names.length) sg.label = 0;
+  names.forEach((name, k) => {
+    const b = document.createElement("button");
+    b.textContent = name;
+    b.title = `class ${k}`;
+    b.setAttribute("aria-pressed", String(k === sg.label));
+    b.addEventListener("click", () => {
+      sg.label = k;
+      labels.querySelectorAll("button").forEach((x) => x.setAttribute("aria-pressed", String(x === b)));
+      refreshStylegan();
+    });
+    labels.append(b);
+  });
+  $("mix-cutoff").max = m.info.num_ws;
+  refreshStylegan();
 }
 
 function refreshSeed() { if (sg.model) sgImage(`${sgBase("image")}&seed=${intValue("sg-seed")}`); }
@@ -273,11 +298,7 @@ function setupStylegan() {
     $("interp-steps-value").textContent = $("interp-steps").value;
     refreshInterp();
   });
-  fillModels($("sg-model"), ["stylegan"], $("sg-model-info"), (m) => {
-    sg.model = m;
-    $("mix-cutoff").max = m.info.num_ws;
-    refreshStylegan();
-  });
+  fillModels($("sg-model"), ["stylegan"], $("sg-model-info"), selectStylegan);
 }
 
 // --- CycleGAN --------------------------------------------------------------------------------------------
