@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from gencli import __version__
-from gencli.errors import GencliError
+from gencli.errors import GencliError, NothingToDo
 
 app = typer.Typer(
     name="gencli",
@@ -56,6 +56,9 @@ def fails_cleanly(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except NothingToDo as e:  # e.g. --resume of a run already trained that far: nothing changed
+            stdout.print(str(e)[0].upper() + str(e)[1:], markup=False, soft_wrap=True)
+            raise typer.Exit(0)
         except GencliError as e:
             console.print(f"Error: {e}", markup=False, soft_wrap=True)
             raise typer.Exit(1)
@@ -121,6 +124,9 @@ def rich_progress():
 
         def stop(self):
             self.bar.stop()
+
+        def warning(self, message):
+            console.print(f"Warning: {message}", markup=False, soft_wrap=True)
 
     return RichProgress()
 
