@@ -80,7 +80,7 @@ def save_checkpoint(run_dir: Path, family: str, model: nn.Module, config, *, epo
     run_dir = Path(run_dir)
     tensors, metadata = _model_file(family, model, config, epoch=epoch, seed=seed, extra=extra)
     state = {**state, "checkpoint": metadata}
-    atomic_write_all([(run_dir / RESUME_FILE, lambda tmp: torch.save(state, tmp)),
+    atomic_write_all([(run_dir / RESUME_FILE, lambda tmp: _torch_save(state, tmp)),
                       (run_dir / MODEL_FILE, lambda tmp: save_file(tensors, tmp, metadata=metadata))])
 
 
@@ -204,8 +204,13 @@ def load_model(path: Path, family: str | set[str] | None = None, device: str | t
     return model.to(device).eval(), meta
 
 
+def _torch_save(state: dict, path: str) -> None:
+    with open(path, "wb") as f:  # through a Python file, a failed write raises the OS's error (e.g. EFBIG)
+        torch.save(state, f)
+
+
 def save_resume(path: Path, state: dict[str, Any]) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return atomic_write(path, lambda tmp: _torch_save(state, tmp))
 
 
 def load_resume(path: Path) -> dict[str, Any]:

@@ -59,31 +59,34 @@ def atomic_write_all(items: list[tuple[Path, object]]) -> list[Path]:
     return [path for _, path in staged]
 
 
+def _chain(error: BaseException):
+    e: BaseException | None = error
+    while e is not None:
+        yield e
+        e = e.__cause__ or e.__context__
+
+
 def is_write_failure(error: BaseException) -> bool:
     """Whether `error` is the OS refusing a write (full disk, file-size limit, I/O error), possibly wrapped
     by torch or safetensors, rather than some other failure of the writer."""
-    if isinstance(error, OSError):
+    if any(isinstance(e, OSError) for e in _chain(error)):
         return True
     text = str(error)
-    return any(word in text for word in ("write", "IoError", "No space", "too large", "Too large"))
+    return any(word in text for word in ("write", "I/O error", "IoError", "iostream", "No space", "too large"))
 
 
 def write_failure(error: BaseException) -> str:
     """Why a write failed, in a few words: the OS's reason (e.g. 'No space left on device') where one is
     known, else the first line of the library's message."""
-    e: BaseException | None = error
-    while e is not None:
+    for e in _chain(error):
         if isinstance(e, OSError) and e.strerror:
             return e.strerror
-        e = e.__cause__ or e.__context__
     text = str(error).strip().splitlines()
     reason = text[-1] if text else error.__class__.__name__
-    quoted = re.search(r'message: "([^"]+)"', reason)  # safetensors quotes the OS's reason
+    quoted = re.search(r'message: "([^"]+)"|I/O error: (.+?) \(os error \d+\)', reason)  # safetensors' wording
     if quoted:
-        return quoted.group(1)
-    if "write" in reason.lower() or "Io" in reason:  # torch and safetensors wrap EFBIG/ENOSPC in their own errors
-        return f"write failed (disk full or file too large?): {reason[:160]}"
-    return reason[:200]
+        return quoted.group(1) or quoted.group(2)
+    return f"write failed (disk full or file too large?): {reason[:160]}"
 
 
 def remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> None:

@@ -104,6 +104,9 @@ def prepare_run_dir(name: str, out: str | Path | None, resume: bool, overwrite: 
         raise GencliError("--resume and --overwrite exclude each other")
     if run_dir.exists() and not run_dir.is_dir():
         raise GencliError(f"{run_dir} is a file; the run directory must be a folder")
+    if distributed.world().is_main and (run_dir / LOCK_FILE).is_file():
+        with open(run_dir / LOCK_FILE) as probe:  # in use? (hold_run_dir takes it for good)
+            _lock(probe.fileno(), run_dir)
     trained = (run_dir / MODEL_FILE).exists() or (run_dir / RESUME_FILE).exists()
     if not resume and not overwrite and trained:
         raise GencliError(f"{run_dir} already holds a trained model; pass --resume to continue it "
@@ -129,12 +132,7 @@ def hold_run_dir(run_dir: Path):
     except OSError as e:
         raise GencliError(f"cannot create run directory {run_dir}: {e.strerror}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            raise GencliError(f"{run_dir} is in use by another training (process {holder or 'unknown'}); "
-                              "wait for it to finish or choose another --out") from None
+        _lock(fd, run_dir)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
@@ -146,6 +144,16 @@ def hold_run_dir(run_dir: Path):
             raise
     finally:
         os.close(fd)  # releases the lock
+
+
+def _lock(fd: int, run_dir: Path) -> None:
+    """Take the exclusive lock on the open lock file `fd`; refused at once when another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        raise GencliError(f"{run_dir} is in use by another training (process {holder or 'unknown'}); "
+                          "wait for it to finish or choose another --out") from None
 
 
 def clear_run_outputs(run_dir: Path) -> None:
