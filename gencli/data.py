@@ -127,8 +127,6 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bo
     if name not in IDX_DATASETS:
         raise GencliError(f"unknown data set {name!r}; choose from {', '.join(IDX_DATASETS)}")
     root = data_root(data_dir)
-    if data_dir and not root.is_dir():
-        raise GencliError(f"--data-dir {root} does not exist")
     files = find_idx_files(name, root)
     if files is None and download:
         download_idx(name, root)

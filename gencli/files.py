@@ -89,10 +89,11 @@ def write_failure(error: BaseException) -> str:
     return f"write failed (disk full or file too large?): {reason[:160]}"
 
 
-def remove_stale_temporaries(folder: Path, names: tuple[str, ...]) -> None:
-    """Delete temporary files that `atomic_write` left for `names` in `folder` when a process was killed."""
-    for name in names:
-        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files (.NAME.XXXXXXXX.tmp) that `atomic_write` left in `folder` when a process
+    was killed while writing. Only for folders that one process holds (a run directory)."""
+    for tmp in Path(folder).glob(".?*.*.tmp"):
+        if tmp.is_file():
             tmp.unlink(missing_ok=True)
 
 

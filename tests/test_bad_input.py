@@ -360,7 +360,7 @@ def test_failed_validation_leaves_no_run_folder(data_dir, tmp_path):
     out = tmp_path / "run"
     missing = tmp_path / "no_such_data"
     one_line_error(run("train", "vae", "--data-dir", missing, "--out", out, "--epochs", 1, "--device", "cpu"),
-                   "does not exist")
+                   "could not be downloaded")
     assert not out.exists() and not missing.exists()
     one_line_error(run("train", "vae", "--data-dir", data_dir, "--out", out, "--resume", "--device", "cpu"),
                    "nothing to resume")

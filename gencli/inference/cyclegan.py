@@ -2,8 +2,8 @@
 in blended tiles that share their instance-norm statistics; and the files and folders of `translate`.
 
 Memory: images are read one at a time, and a large one is kept as 8-bit pixels; only the current tile, a
-downscaled copy (for the statistics) and the float32 output are held besides, about 16 bytes per pixel
-in all (1.6 GB for 10000 x 10000, which is above the default pixel limit of gencli.data).
+downscaled copy (for the statistics) and the float32 output are held besides. 10000 x 10000 pixels (above
+the default pixel limit of gencli.data) peaked at 2.4 GB for the whole process, torch included.
 
 Output names are decided for all inputs before anything is written (`output_paths`): an input never has
 its output written over it, and two inputs never share an output.
@@ -167,12 +167,15 @@ def image_to_pixels(image) -> torch.Tensor:
     return array.permute(2, 0, 1)[None]
 
 
-def save_translation(y: torch.Tensor, path: Path) -> Path:
-    """Write a translated image (1, 3, H, W) in [-1, 1] as 8-bit RGB, converting it in place (no float copy)
-    with the arithmetic of gencli.images.save_image."""
-    pixels = y[0].add_(1).div_(2).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-    image = Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
-    del pixels
+def to_rgb_pixels(y: torch.Tensor) -> torch.Tensor:
+    """A translated image (1, 3, H, W) in [-1, 1] -> uint8 (H, W, 3), with the arithmetic of
+    gencli.images.save_image but in place: no float copy of a large image."""
+    return y[0].add_(1).div_(2).clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+def save_translation(pixels: torch.Tensor, path: Path) -> Path:
+    """Write uint8 (H, W, 3) pixels as PNG, or JPEG for a .jpg/.jpeg name."""
+    image = Image.fromarray(pixels.numpy())
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower(), "PNG")
     return atomic_write(Path(path), lambda tmp: image.save(tmp, format=fmt))
 
@@ -273,7 +276,9 @@ def translate_files(model: CycleGAN, inputs: list[Path], *, out: Path | None = N
         del image
         y = translate_tensor(generator, pixels, tile=tile, precision=precision)
         del pixels
-        written.append(save_translation(y, target))
+        pixels = to_rgb_pixels(y)
+        del y  # the float image goes before the 8-bit copies are made
+        written.append(save_translation(pixels, target))
     if not written:
         raise GencliError("none of the input files could be read as images")
     return written

@@ -131,7 +131,8 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
     run_dir.mkdir(parents=True, exist_ok=True)
     done = 0
     if main:
-        remove_stale_temporaries(run_dir, (MODEL_FILE, RESUME_FILE, METRICS_FILE))
+        for folder in (run_dir, run_dir / "samples"):  # left by a killed run
+            remove_stale_temporaries(folder)
     if resume:
         done = restore_state(task, load_resume(run_dir / RESUME_FILE))
         if main:
