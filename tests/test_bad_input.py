@@ -42,7 +42,8 @@ def png_header(path: Path, width: int, height: int) -> Path:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
     return path
 
 
@@ -269,6 +270,11 @@ def test_bad_checkpoint_metadata_is_one_line(tmp_path, changes, message):
     before = snapshot(tmp_path)
     one_line_error(run("sample", "-c", path, "-o", tmp_path / "s.png"), message)
     assert snapshot(tmp_path) == before
+
+
+def test_a_malformed_latent_range_is_one_line(tmp_path):
+    path = _tampered(tmp_path, extra=json.dumps({"latent_min": "low", "latent_max": [1, 2]}))
+    one_line_error(run("latent-grid", "-c", path, "-o", tmp_path / "g.png"), "latent range is malformed")
 
 
 def test_flipped_bytes_in_the_weights_fail_the_checksum(tmp_path):

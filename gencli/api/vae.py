@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -119,6 +120,10 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
         lo_all, hi_all = meta["extra"].get("latent_min"), meta["extra"].get("latent_max")
         if lo_all is None:
             raise GencliError("this checkpoint stores no latent range; pass --range LO,HI")
+        if not all(isinstance(v, list) and len(v) == latent and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+                for v in (lo_all, hi_all)):
+            raise GencliError("this checkpoint's latent range is malformed; pass --range LO,HI")
         ranges = [(lo_all[d], hi_all[d]) for d in dims]
     else:
         ranges = [value_range, value_range]

@@ -256,7 +256,8 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
             else:
                 res = resolution or 32
                 config_values = dict(resolution=res, widths=tuple(widths) if widths else default_widths(res),
-                                     **{k: v for k, v in arch.items() if k not in ("resolution", "widths") and v is not None})
+                                     **{k: v for k, v in arch.items()
+                                        if k not in ("resolution", "widths") and v is not None})
                 config_values["channels"] = channels
                 # Defaults for digits (the measurements are in the README): tanh for their flat black
                 # background, and one minibatch-stddev group per batch of up to 32 (StyleGAN2-ADA's CIFAR setting).
