@@ -178,8 +178,8 @@ def check_more_to_do(run_dir: Path, epochs: int) -> None:
     """For `--resume`: NothingToDo when the run has already finished `epochs` epochs."""
     done = epochs_done(run_dir)
     if epochs <= done:
-        raise NothingToDo(f"nothing to do: {run_dir} has finished {done} epochs and --epochs asks for {epochs}; "
-                          f"pass more than {done} to train further")
+        raise NothingToDo(f"nothing to do: {run_dir} has finished {done} epochs, and {epochs} were asked for; "
+                          "ask for more to train further")
 
 
 def write_options(run_dir: Path, options: dict) -> None:
