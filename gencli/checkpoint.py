@@ -1,15 +1,23 @@
 """Checkpoints that rebuild their own model.
 
 `model.safetensors` holds the weights; its metadata holds the family, the config (JSON), the epoch,
-the seed, the gencli version and the family's metadata (stored under the key "extra": e.g. the VAE's
-latent range), so every command needs only this file. `resume.pt` beside it holds the full training
-state (all networks, optimizers, RNG); it contains tensors and plain containers only and is read with
-`torch.load(weights_only=True)`.
-Both are written to a temporary file and renamed, so a killed process never leaves half a file.
+the seed, the gencli version, the family's metadata (stored under the key "extra": e.g. the VAE's
+latent range) and a SHA-256 of the tensor data, so every command needs only this file. `resume.pt` beside
+it holds the full training state (all networks, optimizers, RNG, and a copy of the model's metadata); it
+contains tensors and plain containers only and is read with `torch.load(weights_only=True)`.
+
+Safety: files are written to a temporary file and renamed, so a killed process never leaves half a file.
+A training run writes the two as a pair (`save_checkpoint`): both temporary files first, then resume.pt
+renamed, then model.safetensors. A failed write changes neither; a process killed between the two renames
+leaves resume.pt one epoch ahead, which `--resume` follows (and then rewrites the model to match).
+Loading checks the metadata's JSON and types, then compares the tensor shapes the config would create
+(built on PyTorch's `meta` device, which allocates nothing) with those in the file's header before any
+memory is allocated, and finally the checksum (files written before it existed have none and still load).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -23,15 +31,27 @@ from torch import nn
 from gencli import __version__
 from gencli.catalog import MODEL_FILE  # noqa: F401  (defined beside the rule that finds models)
 from gencli.errors import GencliError
-from gencli.files import atomic_write
-from gencli.registry import get_family
+from gencli.files import atomic_write, atomic_write_all
+from gencli.registry import get_family, json_type
 
 RESUME_FILE = "resume.pt"
+CHECKSUM_KEY = "sha256"
 
 
-def save_model(path: Path, family: str, model: nn.Module, config, *, epoch: int, seed: int,
-               extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write the weights and everything needed to rebuild `model` (atomically)."""
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors in key order: name, dtype, shape and raw bytes of each."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().to("cpu").contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _model_file(family: str, model: nn.Module, config, *, epoch: int, seed: int, extra: dict | None,
+                dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of model.safetensors."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
@@ -42,8 +62,72 @@ def save_model(path: Path, family: str, model: nn.Module, config, *, epoch: int,
         "seed": str(seed),
         "gencli_version": __version__,
         "extra": json.dumps(extra or {}),
+        CHECKSUM_KEY: tensor_digest(tensors),
     }
+    return tensors, metadata
+
+
+def save_model(path: Path, family: str, model: nn.Module, config, *, epoch: int, seed: int,
+               extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write the weights and everything needed to rebuild `model` (atomically)."""
+    tensors, metadata = _model_file(family, model, config, epoch=epoch, seed=seed, extra=extra, dtype=dtype)
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def save_checkpoint(run_dir: Path, family: str, model: nn.Module, config, *, epoch: int, seed: int,
+                    extra: dict[str, Any], state: dict[str, Any]) -> None:
+    """model.safetensors and resume.pt of one epoch as a pair (see the module docstring for the order)."""
+    run_dir = Path(run_dir)
+    tensors, metadata = _model_file(family, model, config, epoch=epoch, seed=seed, extra=extra)
+    state = {**state, "checkpoint": metadata}
+    atomic_write_all([(run_dir / RESUME_FILE, lambda tmp: _torch_save(state, tmp)),
+                      (run_dir / MODEL_FILE, lambda tmp: save_file(tensors, tmp, metadata=metadata))])
+
+
+# --- reading -----------------------------------------------------------------------------------------------
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def _json(raw: dict, key: str, path: Path, default: str | None = None) -> dict:
+    text = raw.get(key, default)
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (TypeError, ValueError):
+        raise GencliError(f"{path}: its {key!r} metadata is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise GencliError(f"{path}: its {key!r} metadata must be a JSON object, got {json_type(value)}")
+    return value
+
+
+def _count(raw: dict, key: str, path: Path) -> int:
+    text = raw.get(key, "0")
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 19):
+        raise GencliError(f"{path}: its {key!r} metadata must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def decode_metadata(raw: dict, path: Path) -> dict[str, Any]:
+    """The checked, decoded metadata of a gencli checkpoint (as stored: strings)."""
+    if not isinstance(raw, dict) or "family" not in raw or "config" not in raw:
+        raise GencliError(f"{path} is a safetensors file but not a gencli checkpoint")
+    try:
+        get_family(raw["family"])
+    except GencliError as e:
+        raise GencliError(f"{path}: {e}") from None
+    digest = raw.get(CHECKSUM_KEY)
+    if digest is not None and not (len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise GencliError(f"{path}: its {CHECKSUM_KEY!r} metadata is not a SHA-256 digest")
+    return {
+        "family": raw["family"],
+        "config": _json(raw, "config", path),
+        "epoch": _count(raw, "epoch", path),
+        "seed": _count(raw, "seed", path),
+        "gencli_version": raw.get("gencli_version", ""),
+        "extra": _json(raw, "extra", path, "{}"),
+        CHECKSUM_KEY: digest,
+    }
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -56,16 +140,39 @@ def read_metadata(path: Path) -> dict[str, Any]:
             raw = f.metadata() or {}
     except Exception:
         raise GencliError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt?)") from None
-    if "family" not in raw or "config" not in raw:
-        raise GencliError(f"{path} is a safetensors file but not a gencli checkpoint")
-    return {
-        "family": raw["family"],
-        "config": json.loads(raw["config"]),
-        "epoch": int(raw.get("epoch", 0)),
-        "seed": int(raw.get("seed", 0)),
-        "gencli_version": raw.get("gencli_version", ""),
-        "extra": json.loads(raw.get("extra", "{}")),
-    }
+    return decode_metadata(raw, path)
+
+
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape, read from the file's header alone (no tensor is loaded)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception:
+        raise GencliError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt?)") from None
+
+
+def build_checked(path: Path, meta: dict[str, Any]) -> nn.Module:
+    """The model `meta` describes, built only after its config has been checked and the tensor shapes it
+    would create compared with those stored in `path` (on the meta device: nothing allocated)."""
+    spec = get_family(meta["family"])
+    try:
+        config = spec.config_from_dict(meta["config"])
+        with torch.device("meta"):
+            skeleton = spec.build(config)
+    except GencliError as e:
+        raise GencliError(f"{path}: bad {meta['family']} config: {e}") from None
+    except Exception:
+        raise GencliError(f"{path}: its config does not describe a {meta['family']} model") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = _header_shapes(path)
+    if expected != stored:
+        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+        differ = sorted(k for k in set(expected) & set(stored) if expected[k] != stored[k])
+        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                  else f"{differ[0]} is {stored[differ[0]]}, the config makes {expected[differ[0]]}")
+        raise GencliError(f"{path}: weights do not match the stored {meta['family']} config ({detail})")
+    return spec.build(config)
 
 
 def load_model(path: Path, family: str | set[str] | None = None, device: str | torch.device = "cpu"):
@@ -79,15 +186,17 @@ def load_model(path: Path, family: str | set[str] | None = None, device: str | t
         raise GencliError(
             f"{path} holds a {meta['family']} model, but this needs {' or '.join(sorted(wanted))}"
         )
-    spec = get_family(meta["family"])
-    config = spec.config_from_dict(meta["config"])
-    model = spec.build(config)
+    model = build_checked(path, meta)
     try:
         state = load_file(str(path))
     except Exception:
         raise GencliError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt?)") from None
+    if meta[CHECKSUM_KEY] is not None and tensor_digest(state) != meta[CHECKSUM_KEY]:
+        raise GencliError(f"{path}: the weights do not match their checksum (the file is corrupt)")
     reference = model.state_dict()
     state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise GencliError(f"{path}: the weights hold NaN or infinite values")
     try:
         model.load_state_dict(state)
     except RuntimeError:
@@ -95,8 +204,13 @@ def load_model(path: Path, family: str | set[str] | None = None, device: str | t
     return model.to(device).eval(), meta
 
 
+def _torch_save(state: dict, path: str) -> None:
+    with open(path, "wb") as f:  # through a Python file, a failed write raises the OS's error (e.g. EFBIG)
+        torch.save(state, f)
+
+
 def save_resume(path: Path, state: dict[str, Any]) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return atomic_write(path, lambda tmp: _torch_save(state, tmp))
 
 
 def load_resume(path: Path) -> dict[str, Any]:
@@ -104,6 +218,9 @@ def load_resume(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise GencliError(f"nothing to resume: {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         raise GencliError(f"{path} is not a readable resume state (truncated or corrupt?)") from None
+    if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or state["epoch"] < 0:
+        raise GencliError(f"{path} is not a gencli resume state")
+    return state

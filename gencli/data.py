@@ -4,11 +4,18 @@ folders of images, and the unpaired trainA/trainB folders of CycleGAN data sets.
 The data directory is `--data-dir`, else `$GENCLI_DATA_DIR`, else a per-user cache folder. A data set
 named NAME is looked for in `<dir>/NAME/` and `<dir>/` (a flat folder of the four IDX files, .gz or
 not) and in torchvision's `<dir>/<Class>/raw/` layout.
+
+Image files are read one at a time. An image above `MAX_PIXELS` (width x height; $GENCLI_MAX_PIXELS raises
+it) is refused from its header, before it is decoded: on its own it is an error, inside a folder it is
+skipped with a warning. 16-bit greyscale (PIL mode I;16) is scaled from 0..65535 to 8 bits, 32-bit integer
+images likewise when they hold values above 255; float images (mode F, e.g. TIFF) are read as 0..1 when all
+their values lie in [0, 1], else as 0..255, clipped.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +101,7 @@ def download_idx(name: str, root: Path) -> None:
 
     cls = getattr(torchvision.datasets, IDX_DATASETS[name])
     target = root / name
+    created = [p for p in (root, target) if not p.exists()]  # removed again if nothing could be downloaded
     for filename, md5 in cls.resources:
         if (target / filename).is_file():
             continue
@@ -104,6 +112,9 @@ def download_idx(name: str, root: Path) -> None:
             except Exception:
                 (target / filename).unlink(missing_ok=True)
         else:
+            for folder in reversed(created):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
             raise GencliError(
                 f"{name} is not in {root} and could not be downloaded; put "
                 f"{', '.join(f[0] for f in cls.resources)} into {target}"
@@ -134,6 +145,9 @@ def load_idx_dataset(name: str, data_dir: str | Path | None = None, download: bo
 
 # --- image folders ---------------------------------------------------------------------------------
 
+# PIL's own default limit (about 9459 x 9459 pixels): a decoded RGB image of this size takes 270 MB.
+MAX_PIXELS = 89_478_485
+
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
@@ -159,21 +173,64 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
+def max_pixels() -> int:
+    """The largest image (width x height) gencli reads: $GENCLI_MAX_PIXELS, else MAX_PIXELS."""
+    text = os.environ.get("GENCLI_MAX_PIXELS", "")
+    try:
+        value = int(text) if text else MAX_PIXELS
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise GencliError(f"GENCLI_MAX_PIXELS must be a positive number of pixels, got {text!r}")
+    return value
+
+
+def to_8bit(im):
+    """Greyscale images of more than 8 bits (I;16, I, F) as mode L, scaled as the module docstring says."""
+    import numpy as np
+    from PIL import Image
+
+    if im.mode.startswith("I;16"):
+        a = np.asarray(im).astype(np.float32) / 257
+    elif im.mode == "I":
+        a = np.asarray(im).astype(np.float64)
+        if a.size and a.max() > 255:
+            a = a / 257
+    elif im.mode == "F":
+        a = np.nan_to_num(np.asarray(im).astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if a.size and a.min() >= 0 and a.max() <= 1:
+            a = a * 255
+    else:
+        return im
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+
+
 def open_rgb(path: Path):
     """A PIL image in RGB with its EXIF rotation applied (grey, RGBA and palette images converted)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    limit = max_pixels()
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # checked here instead, with gencli's limit and message
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
+            w, h = im.size
+            if w * h > limit:
+                raise GencliError(f"image {path} is {w}x{h} pixels, above the limit of {limit:,} "
+                                  "(raise it with GENCLI_MAX_PIXELS)")
+            im = to_8bit(ImageOps.exif_transpose(im))
             if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
                 # Composite transparency onto white rather than letting it turn black.
                 im = im.convert("RGBA")
                 background = Image.new("RGBA", im.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(background, im)
             return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise GencliError(f"cannot read image {path}: {e.__class__.__name__}") from None
+    except MemoryError:
+        raise GencliError(f"cannot read image {path}: not enough memory to decode it") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def load_image_tensor(paths: list[Path], size: int, *, on_skip=None) -> torch.Tensor:

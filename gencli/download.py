@@ -4,12 +4,16 @@ scripts/download_cyclegan_model.sh).
 
 No rich and no printing here: progress goes to a callback `progress(done_bytes, total_bytes or None)`.
 Archives are checked (CRC of every member, expected trainA/trainB layout) and extracted so that no
-member can land outside the target folder: absolute paths, `..` components and links are refused.
+member can land outside the target folder: absolute paths, `..` components and links are refused, and so
+are archives that would expand beyond `MAX_EXTRACT_BYTES` in all or any member that expands more than
+`MAX_RATIO` times (a zip bomb). A data set is unpacked into a staging folder and swapped in only once
+complete, so `--force` keeps the old copy until the new one is ready.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import stat
 import urllib.error
@@ -19,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from gencli.errors import GencliError
+from gencli.files import check_name
 
 DATASETS_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets/"
 WEIGHTS_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/"
@@ -46,6 +51,12 @@ WEIGHTS = {
     "facades_label2photo": ("facades_label2photo", "a2b"),
     "iphone2dslr_flower": ("iphone2dslr_flower", "a2b"),
 }
+
+# Zip-bomb limits. The largest official data set (cityscapes) unpacks to about 1 GB of JPEGs, which barely
+# compress; $GENCLI_MAX_EXTRACT_BYTES raises the total for a mirror with bigger archives.
+MAX_EXTRACT_BYTES = 16 * 1024**3
+MAX_RATIO = 100  # uncompressed / compressed size of one member, checked for members above 1 MiB
+RATIO_FLOOR = 1 << 20
 
 ByteProgress = Callable[[int, "int | None"], None]  # (bytes done, total bytes or None)
 CHUNK = 1 << 20
@@ -94,9 +105,27 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
+def max_extract_bytes() -> int:
+    """The cap on an archive's total uncompressed size: $GENCLI_MAX_EXTRACT_BYTES, else MAX_EXTRACT_BYTES."""
+    text = os.environ.get("GENCLI_MAX_EXTRACT_BYTES", "")
+    try:
+        return int(text) if text else MAX_EXTRACT_BYTES
+    except ValueError:
+        raise GencliError(f"GENCLI_MAX_EXTRACT_BYTES must be a number of bytes, got {text!r}") from None
+
+
 def check_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
-    """Every member, after refusing any that could escape the extraction folder."""
+    """Every member, after refusing any that could escape the extraction folder, and archives that would
+    expand beyond the size limits."""
     infos = archive.infolist()
+    total, cap = sum(i.file_size for i in infos), max_extract_bytes()
+    if total > cap:
+        raise GencliError(f"unsafe archive: it would expand to {total:,} bytes, above the limit of {cap:,} "
+                          "(raise it with GENCLI_MAX_EXTRACT_BYTES)")
+    for info in infos:
+        if info.file_size > RATIO_FLOOR and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise GencliError(f"unsafe archive: member {info.filename!r} expands {info.file_size:,} bytes from "
+                              f"{info.compress_size:,} (more than {MAX_RATIO}:1, a zip bomb?)")
     for info in infos:
         name = info.filename
         path = PurePosixPath(name.replace("\\", "/"))
@@ -138,7 +167,7 @@ def safe_extract(archive: zipfile.ZipFile, target: Path) -> list[Path]:
         dest = (target / info.filename).resolve()
         if dest != target and target not in dest.parents:
             raise GencliError(f"unsafe archive: member {info.filename!r} points outside the target folder")
-    written = []
+    written, budget = [], max_extract_bytes()
     for info in infos:
         dest = target / info.filename
         if info.is_dir():
@@ -146,7 +175,12 @@ def safe_extract(archive: zipfile.ZipFile, target: Path) -> list[Path]:
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         with archive.open(info) as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, CHUNK)
+            # Counted as written too, in case a member's header understates its size.
+            while chunk := src.read(min(CHUNK, info.file_size + 1)):
+                budget -= len(chunk)
+                if budget < 0:
+                    raise GencliError(f"unsafe archive: it expands beyond {max_extract_bytes():,} bytes")
+                out.write(chunk)
         written.append(dest)
     return written
 
@@ -164,27 +198,41 @@ def download_dataset(name: str, root: Path, *, base_url: str | None = None, md5:
     """Download, verify and unpack the official data set NAME into root/NAME; returns that folder.
 
     Only the official names are accepted unless `base_url` points elsewhere (a mirror or a test server).
+    Everything happens beside root/NAME (a hidden zip and staging folder); with `force`, an existing
+    root/NAME is swapped for the new one only after the new one is complete, so a failed download keeps it.
     """
     if base_url is None and name not in DATASETS:
         raise GencliError(f"unknown CycleGAN data set {name!r}; official ones: {', '.join(DATASETS)}")
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise GencliError(f"bad data set name {name!r}")
+    check_name(name, "data set name")
     root = Path(root)
     final = root / name
-    if final.exists():
-        if not force:
-            raise GencliError(f"{final} already exists; pass --force to download it again")
-        shutil.rmtree(final)
+    staging, old = root / f".{name}.extracting", root / f".{name}.old"
+    if old.is_dir() and not final.exists():  # a swap that a killed process left half done
+        old.rename(final)
+    if final.exists() and not force:
+        raise GencliError(f"{final} already exists; pass --force to download it again")
     url = (base_url or DATASETS_URL).rstrip("/") + f"/{name}.zip"
     zip_path = fetch(url, root / f".{name}.zip", progress=progress)
-    staging = root / f".{name}.extracting"
     try:
         if md5 and md5sum(zip_path).lower() != md5.lower():
             raise GencliError(f"{url} does not match the expected md5 {md5}")
         shutil.rmtree(staging, ignore_errors=True)
         with verify_zip(zip_path) as archive:
             safe_extract(archive, staging)
-        _dataset_folder(staging, name).rename(final)
+        unpacked = _dataset_folder(staging, name)
+        # The swap: the old copy moves aside, the new one takes its place, then the old one goes.
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        try:
+            unpacked.rename(final)
+        except OSError:
+            if old.exists() and not final.exists():
+                old.rename(final)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        raise GencliError(f"cannot unpack {name} into {root}: {e.strerror or e}") from None
     finally:
         zip_path.unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
@@ -196,7 +244,6 @@ def download_weights(name: str, folder: Path, *, base_url: str | None = None,
     """Download the official generator NAME.pth into `folder`; returns the file."""
     if base_url is None and name not in WEIGHTS:
         raise GencliError(f"unknown pretrained CycleGAN {name!r}; official ones: {', '.join(WEIGHTS)}")
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise GencliError(f"bad model name {name!r}")
+    check_name(name, "model name")
     url = (base_url or WEIGHTS_URL).rstrip("/") + f"/{name}.pth"
     return fetch(url, Path(folder) / f"{name}.pth", progress=progress)

@@ -17,3 +17,8 @@ class ConfigError(GencliError):
 
     def as_option(self) -> OptionError:
         return OptionError(f"--{self.field.replace('_', '-')} {self.problem}")
+
+
+class NothingToDo(GencliError):
+    """The command has nothing left to do (e.g. `--resume` of a run already trained that far): the CLI
+    prints the message and exits 0, having changed nothing."""

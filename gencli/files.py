@@ -4,37 +4,98 @@ of foreign PyTorch files (published weights)."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from gencli.catalog import cache_dir  # noqa: F401  (torch-free, for gencli info; used by data.py)
 from gencli.errors import GencliError
 
+# What a failing write raises: the OS's error, or torch's and safetensors' wrappers of it.
+WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
+
 
 def atomic_write(path: Path, write) -> Path:
     """Call `write(tmp_path)`, then rename the temporary file onto `path`: a killed process never
-    leaves half a file."""
-    path = Path(path)
-    if not path.parent.exists():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise GencliError(f"cannot create folder {path.parent}: {e.strerror}") from None
+    leaves half a file. A failed write (full disk, file-size limit) leaves the old file and raises one line."""
+    return atomic_write_all([(path, write)])[0]
+
+
+def atomic_write_all(items: list[tuple[Path, object]]) -> list[Path]:
+    """Write several files as one step: every `write(tmp_path)` first, each into a temporary file beside
+    its target, then the renames in the given order. If any write fails, no target is touched and every
+    temporary file is removed. (A process killed between two renames leaves the earlier targets new and
+    the later ones old; callers that write a pair order it so that they can tell, see gencli.checkpoint.)"""
+    staged: list[tuple[str, Path]] = []
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise GencliError(f"cannot write to {path.parent}: {e.strerror}") from None
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
+        for path, write in items:
+            path = Path(path)
+            if not path.parent.exists():
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise GencliError(f"cannot create folder {path.parent}: {e.strerror}") from None
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            except OSError as e:
+                raise GencliError(f"cannot write to {path.parent}: {e.strerror}") from None
+            os.close(fd)
+            staged.append((tmp, path))
+            try:
+                write(tmp)
+                os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+            except WRITE_ERRORS as e:
+                if not is_write_failure(e):
+                    raise
+                raise GencliError(f"cannot write {path}: {write_failure(e)}") from None
+        for tmp, path in staged:
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return [path for _, path in staged]
+
+
+def _chain(error: BaseException):
+    e: BaseException | None = error
+    while e is not None:
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def is_write_failure(error: BaseException) -> bool:
+    """Whether `error` is the OS refusing a write (full disk, file-size limit, I/O error), possibly wrapped
+    by torch or safetensors, rather than some other failure of the writer."""
+    if any(isinstance(e, OSError) for e in _chain(error)):
+        return True
+    text = str(error)
+    return any(word in text for word in ("write", "I/O error", "IoError", "iostream", "No space", "too large"))
+
+
+def write_failure(error: BaseException) -> str:
+    """Why a write failed, in a few words: the OS's reason (e.g. 'No space left on device') where one is
+    known, else the first line of the library's message."""
+    for e in _chain(error):
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror
+    text = str(error).strip().splitlines()
+    reason = text[-1] if text else error.__class__.__name__
+    quoted = re.search(r'message: "([^"]+)"|I/O error: (.+?) \(os error \d+\)', reason)  # safetensors' wording
+    if quoted:
+        return quoted.group(1) or quoted.group(2)
+    return f"write failed (disk full or file too large?): {reason[:160]}"
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files (.NAME.XXXXXXXX.tmp) that `atomic_write` left in `folder` when a process
+    was killed while writing. Only for folders that one process holds (a run directory)."""
+    for tmp in Path(folder).glob(".?*.*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
 
 
 def _umask() -> int:
@@ -74,3 +135,12 @@ def load_foreign_state(path: Path) -> object:
 def tensor_dict(state: object) -> bool:
     """Whether `state` is a non-empty dict of tensors (a state dict)."""
     return isinstance(state, dict) and bool(state) and all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """`name` as a plain file or folder name (a model or data set name): not empty, no path separator, not
+    starting with a dot (no `..`, no hidden files), no control characters; an error otherwise."""
+    if (not name or "/" in name or "\\" in name or name.startswith(".") or "\0" in name
+            or any(ord(c) < 32 for c in name)):
+        raise GencliError(f"bad {what} {name!r}: use a plain name without slashes or a leading dot")
+    return name

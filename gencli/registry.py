@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import typing
 from dataclasses import dataclass
 
@@ -38,18 +39,57 @@ class Family:
         return self.module.build(config)
 
 
+MAX_SIZE = 1 << 20  # the largest integer a config field may hold (sizes, counts); more is a corrupt file
+
+
+def _check_value(name: str, hint, value) -> object:
+    """`value` of config field `name` as the dataclass declares it (JSON lists back to tuples); an error
+    naming the field for a wrong type, a non-finite float, a negative or absurdly large integer, or a
+    size of zero inside a tuple."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item, *_rest) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise GencliError(f"{name} must be a list, got {json_type(value)}")
+        values = tuple(_check_value(name, item, v) for v in value)
+        if item is int and any(v == 0 for v in values):
+            raise GencliError(f"{name} must hold positive sizes, got {list(values)}")
+        return values
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and not 0 <= value <= MAX_SIZE:
+            raise GencliError(f"{name} must be between 0 and {MAX_SIZE}, got {value}")
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise GencliError(f"{name} must be a finite number, got {value}")
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:  # a type this check does not know: leave it to the dataclass
+        ok = True
+    if not ok:
+        raise GencliError(f"{name} must be {getattr(hint, '__name__', hint)}, got {json_type(value)}")
+    return value
+
+
+def json_type(value) -> str:
+    return {type(None): "null", bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
 def config_from_dict(cls, values: dict):
-    """Rebuild a config dataclass from its JSON form (lists back to tuples)."""
+    """Rebuild a config dataclass from its JSON form (lists back to tuples), checking every field's type."""
+    if not isinstance(values, dict):
+        raise GencliError(f"a {cls.__name__} must be a JSON object, got {json_type(values)}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - known
     if unknown:
         raise GencliError(f"unknown {cls.__name__} fields {sorted(unknown)}: checkpoint from a newer gencli?")
-    kwargs = {}
-    for key, value in values.items():
-        if isinstance(value, list) and typing.get_origin(hints[key]) is tuple:
-            value = tuple(value)
-        kwargs[key] = value
+    kwargs = {key: _check_value(key, hints[key], value) for key, value in values.items()}
     return cls(**kwargs)
 
 

@@ -72,10 +72,12 @@ def run(*args):
 
 
 def one_line_error(result, *fragments):
-    """One line of error (after the line naming the model, when one was opened), and a non-zero exit."""
+    """One line of error (after the informational lines: the model opened, a training's precision), and a
+    non-zero exit."""
     assert result.exit_code != 0
     assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("Model: ")]
+    lines = [line for line in result.output.splitlines()
+             if line.strip() and not line.startswith(("Model: ", "Note: ", "precision "))]
     assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
     for fragment in fragments:
         assert fragment in lines[0], result.output

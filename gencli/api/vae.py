@@ -175,6 +175,10 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
         lo_all, hi_all = meta["extra"].get("latent_min"), meta["extra"].get("latent_max")
         if lo_all is None:
             raise GencliError("this checkpoint stores no latent range; pass --range prior or LO,HI")
+        if not all(isinstance(v, list) and len(v) == latent and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+                for v in (lo_all, hi_all)):
+            raise GencliError("this checkpoint's latent range is malformed; pass --range prior or LO,HI")
         xs, ys = (inference.linear_coordinates(lo_all[d], hi_all[d], steps) for d in dims)
     else:
         xs = ys = inference.linear_coordinates(*spec, steps)

@@ -65,6 +65,10 @@ class TrainingProgress:
         """A line of the run's header (e.g. the precision picked and why)."""
         console.print(message, markup=False, highlight=False)
 
+    def warning(self, message: str) -> None:
+        """Something was repaired or dropped (e.g. a half-written metrics line); the run goes on."""
+        console.print(f"Warning: {message}", markup=False, soft_wrap=True)
+
     def start(self, first_epoch: int, epochs: int) -> None:
         self.first, self.epochs = first_epoch, epochs
         self.epoch, self.steps, self.step_no, self.per_step = first_epoch, 1, 0, 0

@@ -31,7 +31,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from gencli import __version__
-from gencli.errors import GencliError, OptionError
+from gencli.errors import GencliError, NothingToDo, OptionError
 
 # Hidden aliases: a spelling -> the options it may stand for, the first one the command has wins. Old
 # gencli spellings, and the names of the reference tools (StyleGAN2-ADA's generate.py and train.py,
@@ -200,6 +200,9 @@ def fails_cleanly(fn):
         except OptionError as e:
             console.print(f"Error: {e}", markup=False)
             raise typer.Exit(2)
+        except NothingToDo as e:  # e.g. --resume of a run already trained that far: nothing changed
+            stdout.print(str(e)[0].upper() + str(e)[1:], markup=False, soft_wrap=True)
+            raise typer.Exit(0)
         except GencliError as e:
             console.print(f"Error: {e}", markup=False)
             raise typer.Exit(1)

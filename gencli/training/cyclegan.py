@@ -17,7 +17,7 @@ from gencli.images import save_grid, to_unit
 from gencli.losses import discriminator_loss, gan_loss, l1_loss
 from gencli.models.cyclegan import CycleGAN, CycleGANConfig, PatchDiscriminator, build, init_weights
 from gencli.registry import config_from_dict
-from gencli.runs import prepare_run_dir, resumed_run, write_options
+from gencli.runs import check_more_to_do, clear_run_outputs, hold_run_dir, prepare_run_dir, resumed_run, write_options
 from gencli.training.common import epoch_indices, requires_grad, seed_everything
 from gencli.training.loop import TrainingHooks, fit
 
@@ -216,21 +216,25 @@ def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Pa
     config = CycleGANConfig(image_size=image_size, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
                             lambda_cycle=lambda_cycle, lambda_identity=lambda_identity, upsample=upsample)
     metadata = {"dataset": root.name, "max_images": max_images, "load_size": loaded_size}
-    if resume:
-        run = resumed_run(run_dir, "cyclegan")
-        config = config_from_dict(CycleGANConfig, run.config)
-        seed, metadata = run.seed, run.metadata
-        max_images, loaded_size = metadata.get("max_images"), metadata.get("load_size")
-    seed_everything(seed)
-    dataset = load_unpaired(root, config.image_size, max_images=max_images, seed=seed, on_skip=on_skip,
-                            loaded_size=loaded_size)
-    task = CycleGANTask(config, dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=dev,
-                        precision=precision, channels_last=channels_last, metadata=metadata, annotate=annotate)
-    write_options(run_dir, {"family": "cyclegan", "data": str(root), "epochs": epochs, "lr": lr,
-                            "batch_size": batch_size, "max_images": max_images,
-                            "images": [len(dataset.train_a), len(dataset.train_b)], "seed": seed, "device": str(dev),
-                            "precision": precision, "precision_reason": precision_reason,
-                            "load_size": dataset.train_a.shape[-1], "channels_last": channels_last,
-                            "config": asdict(config)})
-    return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress,
-               header=(f"precision {precision} ({precision_reason})",))
+    with hold_run_dir(run_dir):  # refused at once if another training holds it
+        if resume:
+            run = resumed_run(run_dir, "cyclegan")
+            config = config_from_dict(CycleGANConfig, run.config)
+            seed, metadata = run.seed, run.metadata
+            max_images, loaded_size = metadata.get("max_images"), metadata.get("load_size")
+            check_more_to_do(run_dir, epochs)
+        seed_everything(seed)
+        dataset = load_unpaired(root, config.image_size, max_images=max_images, seed=seed, on_skip=on_skip,
+                                loaded_size=loaded_size)
+        if not resume:
+            clear_run_outputs(run_dir)
+        task = CycleGANTask(config, dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=dev,
+                            precision=precision, channels_last=channels_last, metadata=metadata, annotate=annotate)
+        write_options(run_dir, {"family": "cyclegan", "data": str(root), "epochs": epochs, "lr": lr,
+                                "batch_size": batch_size, "max_images": max_images,
+                                "images": [len(dataset.train_a), len(dataset.train_b)], "seed": seed, "device": str(dev),
+                                "precision": precision, "precision_reason": precision_reason,
+                                "load_size": dataset.train_a.shape[-1], "channels_last": channels_last,
+                                "config": asdict(config)})
+        return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress,
+                   header=(f"precision {precision} ({precision_reason})",))

@@ -2,12 +2,16 @@
 
 A family contributes a *task* object (see `Task`): its networks and optimizers, the batches of an
 epoch, one `train_step`, and `end_epoch` (evaluation and figures). The loop here owns everything
-else: resume, metrics.jsonl, loss.png, atomic checkpoints after every epoch.
+else: resume, metrics.jsonl, loss.png, checkpoints after every epoch, and the safety checks: a loss
+that is not finite stops the run (naming the epoch and step) before anything is saved, weights are checked
+to be finite before they are written, the checkpoint pair is written so that it always matches (see
+gencli.checkpoint), and a write that fails says what failed while the last good checkpoint stays.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +20,9 @@ import torch
 from torch import nn
 
 from gencli import distributed
-from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, save_model, save_resume
+from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, read_metadata, save_checkpoint, save_model
+from gencli.errors import GencliError
+from gencli.files import atomic_write, remove_stale_temporaries, write_failure
 from gencli.images import plot_curves
 
 METRICS_FILE = "metrics.jsonl"
@@ -48,6 +54,7 @@ class TrainingHooks:
     def epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
     def stop(self) -> None: ...
     def note(self, message: str) -> None: ...  # a line of the run's header, e.g. the precision picked
+    def warning(self, message: str) -> None: ...  # something was repaired or dropped; the run goes on
 
 
 def batch_images(batch) -> int:
@@ -55,15 +62,30 @@ def batch_images(batch) -> int:
     return len(batch[0]) if isinstance(batch, (tuple, list)) else len(batch)
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
+def read_metrics(run_dir: Path, dropped: list[str] | None = None) -> list[dict]:
+    """The rows of metrics.jsonl. A line that is not a JSON object with an integer epoch (the half-written
+    last line of a killed or failed write) is left out, and counted in `dropped` when given."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            rows.append(row)
+        elif dropped is not None:
+            dropped.append(line)
+    return rows
 
 
 def _write_metrics(run_dir: Path, rows: list[dict]) -> None:
-    (Path(run_dir) / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    atomic_write(Path(run_dir) / METRICS_FILE, lambda tmp: Path(tmp).write_text(text))
 
 
 def training_state(task: Task, epoch: int) -> dict:
@@ -92,12 +114,17 @@ def restore_state(task: Task, state: dict) -> int:
     return int(state["epoch"])
 
 
+def finite_weights(task: Task) -> bool:
+    return all(torch.isfinite(t).all() for m in task.networks().values() for t in m.state_dict().values()
+               if t.is_floating_point())
+
+
 def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_every: int = 10,
         progress: TrainingHooks | None = None, header: tuple[str, ...] = ()) -> Path:
     """Train `task` up to `epochs` (counting epochs already done when resuming); returns the checkpoint path.
     `header`: lines shown (by rank 0) before training starts, such as the precision picked and why.
 
-    After every epoch: one line in metrics.jsonl, model.safetensors and resume.pt (both atomic), so an
+    After every epoch: one line in metrics.jsonl, then model.safetensors and resume.pt as a pair, so an
     interrupted run loses at most the epoch in progress.
     """
     main = distributed.world().is_main  # under torchrun only rank 0 writes and reports
@@ -105,10 +132,24 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     done = 0
+    if main:
+        for folder in (run_dir, run_dir / "samples"):  # left by a killed run
+            remove_stale_temporaries(folder)
     if resume:
         done = restore_state(task, load_resume(run_dir / RESUME_FILE))
-        if main:  # drop metrics of an epoch that was interrupted after its line was written
-            _write_metrics(run_dir, [r for r in read_metrics(run_dir) if r["epoch"] <= done])
+        if main:
+            # Drop metrics of an epoch that was interrupted after its line was written, and a half line.
+            dropped: list[str] = []
+            rows = read_metrics(run_dir, dropped)
+            if dropped:
+                hooks.warning(f"{run_dir / METRICS_FILE}: dropped {len(dropped)} unreadable line(s) "
+                              "(an interrupted write)")
+            _write_metrics(run_dir, [r for r in rows if r["epoch"] <= done])
+            model_path = run_dir / MODEL_FILE
+            if not model_path.is_file() or read_metadata(model_path)["epoch"] != done:
+                # Killed between the pair's two renames: resume.pt is an epoch ahead; bring the model level.
+                model, metadata = task.exported_model()
+                save_model(model_path, task.family, model, task.config, epoch=done, seed=task.seed, extra=metadata)
     elif main and (run_dir / METRICS_FILE).exists():
         (run_dir / METRICS_FILE).unlink()
     distributed.barrier()
@@ -127,25 +168,44 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
                 logs = task.train_step(batch)
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
+                if not math.isfinite(sum(logs.values())):  # the values are Python floats already: no sync
+                    bad = next(k for k, v in logs.items() if not math.isfinite(v))
+                    raise GencliError(f"training diverged at epoch {epoch}, step {step}: {bad} is {logs[bad]}; "
+                                      f"nothing of this epoch was saved ({_kept(done)}); try a lower --lr")
                 hooks.step(step, logs, batch_images(batch))
             seconds = time.perf_counter() - t0
             metrics = {"epoch": epoch, **{f"train_{k}": v / max(len(batches), 1) for k, v in sums.items()}}
+            if not finite_weights(task):
+                raise GencliError(f"training diverged: the weights are not finite after epoch {epoch}; nothing "
+                                  f"of this epoch was saved ({_kept(done)}); try a lower --lr")
 
             # --- evaluation, figures and checkpoints (rank 0) ---
             if main:
                 final = epoch == epochs
-                metrics.update(task.end_epoch(epoch, run_dir, final))
-                metrics["seconds"] = round(seconds, 3)
-                with open(run_dir / METRICS_FILE, "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
-                if final or epoch % plot_every == 0:
-                    plot_curves(read_metrics(run_dir), task.curves, run_dir / "loss.png", title=task.family)
-                model, metadata = task.exported_model()
-                save_model(run_dir / MODEL_FILE, task.family, model, task.config, epoch=epoch, seed=task.seed,
-                           extra=metadata)
-                save_resume(run_dir / RESUME_FILE, training_state(task, epoch))
+                try:
+                    metrics.update(task.end_epoch(epoch, run_dir, final))
+                    metrics["seconds"] = round(seconds, 3)
+                    with open(run_dir / METRICS_FILE, "a") as f:
+                        f.write(json.dumps(metrics) + "\n")
+                    if final or epoch % plot_every == 0:
+                        plot_curves(read_metrics(run_dir), task.curves, run_dir / "loss.png", title=task.family)
+                    model, metadata = task.exported_model()
+                    save_checkpoint(run_dir, task.family, model, task.config, epoch=epoch, seed=task.seed,
+                                    extra=metadata, state=training_state(task, epoch))
+                except GencliError as e:
+                    raise GencliError(f"{e} (epoch {epoch}); {_kept(done)}") from None
+                except OSError as e:
+                    raise GencliError(f"cannot write the outputs of epoch {epoch} to {run_dir}: "
+                                      f"{write_failure(e)}; {_kept(done)}") from None
+                done = epoch
                 hooks.epoch_end(epoch, metrics)
+            else:
+                done = epoch
             distributed.barrier()
     finally:
         hooks.stop()
     return run_dir / MODEL_FILE
+
+
+def _kept(done: int) -> str:
+    return f"the checkpoint of epoch {done} is kept" if done else "no checkpoint had been written yet"

@@ -28,7 +28,8 @@ from gencli.inference.stylegan import class_rows, generate
 from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 from gencli.models.stylegan import Discriminator, Generator, StyleGANConfig, default_widths
 from gencli.registry import config_from_dict
-from gencli.runs import OPTIONS_FILE, prepare_run_dir, resumed_run, write_options
+from gencli.runs import (OPTIONS_FILE, check_more_to_do, clear_run_outputs, hold_run_dir, prepare_run_dir, resumed_run,
+                         write_options)
 from gencli.training.augment import diff_augment, draw_augment, parse_augment
 from gencli.training.common import accumulate, requires_grad, seed_everything, shard, stream_batches
 from gencli.training.loop import TrainingHooks, fit
@@ -284,86 +285,91 @@ def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | Non
     option but the length, the device and the precision from its options.json.
     """
     run_dir = prepare_run_dir("stylegan", out, resume, overwrite)
-    length = {"kimg": kimg, "epochs": ticks}  # "epochs": the option is --epochs (ticks)
-    source = None
-    if resume:
-        run = resumed_run(run_dir, "stylegan")
-        if not run.options:
-            raise GencliError(f"nothing to resume: {run_dir / OPTIONS_FILE} does not exist")
-        config, options = config_from_dict(StyleGANConfig, run.config), run.options
-    else:
-        digits = data in IDX_DATASETS  # 1-channel digits (padded to 32 px) rather than a folder of images
-        channels = 1 if digits else 3
-        arch = dict(resolution=resolution, widths=widths, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
-                    style=style, skip_rgb=skip_rgb, tanh_output=tanh_output, mbstd_group=mbstd_group)
-        if init_from is not None:
-            source_path = Path(init_from)
-            source_path = source_path / MODEL_FILE if source_path.is_dir() else source_path
-            meta = read_metadata(source_path)
-            if meta["family"] != "stylegan":
-                raise GencliError(f"--init-from: {source_path} holds a {meta['family']} model, not stylegan")
-            base = config_from_dict(StyleGANConfig, meta["config"])
-            clash = [k for k, v in arch.items() if v is not None and v != getattr(base, k)]
-            if clash:
-                raise GencliError(f"--init-from fixes the architecture; drop --{clash[0].replace('_', '-')}")
-            if cond != bool(base.num_classes):
-                raise GencliError(f"--init-from: the source model is {'' if base.num_classes else 'un'}conditional; "
-                                  f"{'add' if base.num_classes else 'drop'} --cond")
-            source = load_resume(source_path.parent / RESUME_FILE)
-            config_values = asdict(base)
+    with hold_run_dir(run_dir):  # refused at once if another training holds it
+        length = {"kimg": kimg, "epochs": ticks}  # "epochs": the option is --epochs (ticks)
+        source = None
+        if resume:
+            run = resumed_run(run_dir, "stylegan")
+            if not run.options:
+                raise GencliError(f"nothing to resume: {run_dir / OPTIONS_FILE} does not exist")
+            config, options = config_from_dict(StyleGANConfig, run.config), run.options
         else:
-            res = resolution or 32
-            config_values = dict(resolution=res, widths=tuple(widths) if widths else default_widths(res),
-                                 **{k: v for k, v in arch.items() if k not in ("resolution", "widths") and v is not None})
-            config_values["channels"] = channels
-            # Defaults for digits (the measurements are in the README): tanh for their flat black
-            # background, and one minibatch-stddev group per batch of up to 32 (StyleGAN2-ADA's CIFAR setting).
-            config_values.setdefault("tanh_output", digits)
-            config_values.setdefault("mbstd_group", min(batch_size, 32))
-            if cond:
-                config_values["num_classes"] = len(class_names(data, data_dir))
-        if config_values["channels"] != channels:
-            raise GencliError(f"the source model makes {config_values['channels']}-channel images, "
-                              f"but {data} has {channels}")
-        config = StyleGANConfig(**config_values)
-        options = {
-            "family": "stylegan", "data": str(data), "batch_size": batch_size, "lr": lr,
-            "r1_gamma": auto_r1_gamma(config.resolution, batch_size) if r1_gamma is None else r1_gamma,
-            "r1_every": r1_every, "mixing_prob": mixing_prob, "ema_kimg": ema_kimg, "tick_kimg": tick_kimg,
-            "mirror": not digits if mirror is None else mirror,
-            "init_from": str(init_from) if init_from is not None else None, "freeze_mapping": freeze_mapping,
-            "freeze_d": freeze_d, "seed": seed, "augment": parse_augment(augment), "config": asdict(config),
-        }
-    if length["kimg"] is None and length["epochs"] is None:
-        length["kimg"] = 100.0
-    tick = options["tick_kimg"]
-    total_ticks = length["epochs"] if length["epochs"] is not None else math.ceil(length["kimg"] / tick - 1e-9)
-    if total_ticks <= 0:
-        raise GencliError("--kimg and --epochs must be positive")
+            digits = data in IDX_DATASETS  # 1-channel digits (padded to 32 px) rather than a folder of images
+            channels = 1 if digits else 3
+            arch = dict(resolution=resolution, widths=widths, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
+                        style=style, skip_rgb=skip_rgb, tanh_output=tanh_output, mbstd_group=mbstd_group)
+            if init_from is not None:
+                source_path = Path(init_from)
+                source_path = source_path / MODEL_FILE if source_path.is_dir() else source_path
+                meta = read_metadata(source_path)
+                if meta["family"] != "stylegan":
+                    raise GencliError(f"--init-from: {source_path} holds a {meta['family']} model, not stylegan")
+                base = config_from_dict(StyleGANConfig, meta["config"])
+                clash = [k for k, v in arch.items() if v is not None and v != getattr(base, k)]
+                if clash:
+                    raise GencliError(f"--init-from fixes the architecture; drop --{clash[0].replace('_', '-')}")
+                if cond != bool(base.num_classes):
+                    raise GencliError(f"--init-from: the source model is {'' if base.num_classes else 'un'}conditional; "
+                                      f"{'add' if base.num_classes else 'drop'} --cond")
+                source = load_resume(source_path.parent / RESUME_FILE)
+                config_values = asdict(base)
+            else:
+                res = resolution or 32
+                config_values = dict(resolution=res, widths=tuple(widths) if widths else default_widths(res),
+                                     **{k: v for k, v in arch.items() if k not in ("resolution", "widths") and v is not None})
+                config_values["channels"] = channels
+                # Defaults for digits (the measurements are in the README): tanh for their flat black
+                # background, and one minibatch-stddev group per batch of up to 32 (StyleGAN2-ADA's CIFAR setting).
+                config_values.setdefault("tanh_output", digits)
+                config_values.setdefault("mbstd_group", min(batch_size, 32))
+                if cond:
+                    config_values["num_classes"] = len(class_names(data, data_dir))
+            if config_values["channels"] != channels:
+                raise GencliError(f"the source model makes {config_values['channels']}-channel images, "
+                                  f"but {data} has {channels}")
+            config = StyleGANConfig(**config_values)
+            options = {
+                "family": "stylegan", "data": str(data), "batch_size": batch_size, "lr": lr,
+                "r1_gamma": auto_r1_gamma(config.resolution, batch_size) if r1_gamma is None else r1_gamma,
+                "r1_every": r1_every, "mixing_prob": mixing_prob, "ema_kimg": ema_kimg, "tick_kimg": tick_kimg,
+                "mirror": not digits if mirror is None else mirror,
+                "init_from": str(init_from) if init_from is not None else None, "freeze_mapping": freeze_mapping,
+                "freeze_d": freeze_d, "seed": seed, "augment": parse_augment(augment), "config": asdict(config),
+            }
+        if length["kimg"] is None and length["epochs"] is None:
+            length["kimg"] = 100.0
+        tick = options["tick_kimg"]
+        total_ticks = length["epochs"] if length["epochs"] is not None else math.ceil(length["kimg"] / tick - 1e-9)
+        if total_ticks <= 0:
+            raise GencliError("--kimg and --epochs must be positive")
+        if resume:
+            check_more_to_do(run_dir, total_ticks)
 
-    dev = distributed.init(distributed.resolve_device(device))
-    precision, precision_reason = distributed.resolve_precision(precision, dev)
-    seed_everything(options["seed"])
-    labels = None
-    if config.num_classes:
-        images, labels, names = load_labelled_images(options["data"], data_dir, config.resolution, on_skip)
-        if len(names) != config.num_classes:
-            raise GencliError(f"the model has {config.num_classes} classes, but {options['data']} has {len(names)}")
-    else:
-        images = load_training_images(options["data"], data_dir, config.resolution, on_skip)
-    task = StyleGANTask(config, images, dataset=options["data"], batch_size=options["batch_size"], lr=options["lr"],
-                        r1_gamma=options["r1_gamma"], r1_every=options["r1_every"],
-                        mixing_prob=options["mixing_prob"], ema_kimg=options["ema_kimg"],
-                        tick_images=round(tick * 1000), mirror=options["mirror"],
-                        freeze_mapping=options["freeze_mapping"], freeze_d=options["freeze_d"],
-                        seed=options["seed"], device=dev, labels=labels, augment=options.get("augment", ""),
-                        precision=precision)
-    if labels is not None:
-        task.metadata["class_names"] = names
-    if source is not None:
-        task.load_source(source)
-    options.update(device=str(dev), precision=precision, precision_reason=precision_reason, images=len(images),
-                   **{f"last_{k}": v for k, v in length.items()})
-    write_options(run_dir, options)
-    return fit(task, run_dir, epochs=total_ticks, resume=resume, progress=progress,
-               header=(f"precision {precision} ({precision_reason})",))
+        dev = distributed.init(distributed.resolve_device(device))
+        precision, precision_reason = distributed.resolve_precision(precision, dev)
+        seed_everything(options["seed"])
+        labels = None
+        if config.num_classes:
+            images, labels, names = load_labelled_images(options["data"], data_dir, config.resolution, on_skip)
+            if len(names) != config.num_classes:
+                raise GencliError(f"the model has {config.num_classes} classes, but {options['data']} has {len(names)}")
+        else:
+            images = load_training_images(options["data"], data_dir, config.resolution, on_skip)
+        if not resume:
+            clear_run_outputs(run_dir)
+        task = StyleGANTask(config, images, dataset=options["data"], batch_size=options["batch_size"], lr=options["lr"],
+                            r1_gamma=options["r1_gamma"], r1_every=options["r1_every"],
+                            mixing_prob=options["mixing_prob"], ema_kimg=options["ema_kimg"],
+                            tick_images=round(tick * 1000), mirror=options["mirror"],
+                            freeze_mapping=options["freeze_mapping"], freeze_d=options["freeze_d"],
+                            seed=options["seed"], device=dev, labels=labels, augment=options.get("augment", ""),
+                            precision=precision)
+        if labels is not None:
+            task.metadata["class_names"] = names
+        if source is not None:
+            task.load_source(source)
+        options.update(device=str(dev), precision=precision, precision_reason=precision_reason, images=len(images),
+                       **{f"last_{k}": v for k, v in length.items()})
+        write_options(run_dir, options)
+        return fit(task, run_dir, epochs=total_ticks, resume=resume, progress=progress,
+                   header=(f"precision {precision} ({precision_reason})",))

@@ -17,7 +17,7 @@ from gencli.inference.vae import evaluate, prior_samples
 from gencli.losses import vae_loss
 from gencli.models.vae import VAEConfig, build
 from gencli.registry import get_family
-from gencli.runs import prepare_run_dir, resumed_run, write_options
+from gencli.runs import check_more_to_do, clear_run_outputs, hold_run_dir, prepare_run_dir, resumed_run, write_options
 from gencli.training.common import accumulate, seed_everything, shuffled_batches
 from gencli.training.loop import TrainingHooks, fit
 
@@ -123,19 +123,23 @@ def train(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path |
     spec = get_family(family)
     run_dir = prepare_run_dir(family, out, resume, overwrite)
     config = spec.default_config(latent_dim=latent_dim, hidden=tuple(hidden), dropout=dropout)
-    if resume:
-        run = resumed_run(run_dir, family)
-        config, seed = spec.config_from_dict(run.config), run.seed
-    dev = distributed.init(distributed.resolve_device(device))
-    precision, precision_reason = distributed.resolve_precision(precision, dev)
-    seed_everything(seed)
-    train_set, test_set = load_idx_dataset(dataset, data_dir)
-    task = VAETask(family, config, train_set, test_set, dataset=dataset, lr=lr, batch_size=batch_size,
-                   seed=seed, device=dev, epochs=epochs, lr_schedule=lr_schedule, ema_decay=ema_decay,
-                   precision=precision)
-    write_options(run_dir, {"family": family, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
-                            "lr": lr, "lr_schedule": lr_schedule, "ema_decay": ema_decay, "seed": seed,
-                            "device": str(dev), "precision": precision, "precision_reason": precision_reason,
-                            "config": asdict(config)})
-    return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress,
-               header=(f"precision {precision} ({precision_reason})",))
+    with hold_run_dir(run_dir):  # refused at once if another training holds it
+        if resume:
+            run = resumed_run(run_dir, family)
+            config, seed = spec.config_from_dict(run.config), run.seed
+            check_more_to_do(run_dir, epochs)
+        train_set, test_set = load_idx_dataset(dataset, data_dir)
+        if not resume:
+            clear_run_outputs(run_dir)
+        dev = distributed.init(distributed.resolve_device(device))
+        precision, precision_reason = distributed.resolve_precision(precision, dev)
+        seed_everything(seed)
+        task = VAETask(family, config, train_set, test_set, dataset=dataset, lr=lr, batch_size=batch_size,
+                       seed=seed, device=dev, epochs=epochs, lr_schedule=lr_schedule, ema_decay=ema_decay,
+                       precision=precision)
+        write_options(run_dir, {"family": family, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
+                                "lr": lr, "lr_schedule": lr_schedule, "ema_decay": ema_decay, "seed": seed,
+                                "device": str(dev), "precision": precision, "precision_reason": precision_reason,
+                                "config": asdict(config)})
+        return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress,
+                   header=(f"precision {precision} ({precision_reason})",))

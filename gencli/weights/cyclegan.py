@@ -9,7 +9,7 @@ import torch
 
 from gencli.checkpoint import load_model, read_metadata, save_model
 from gencli.errors import GencliError
-from gencli.files import load_foreign_state, tensor_dict
+from gencli.files import check_name, load_foreign_state, tensor_dict
 from gencli.models.cyclegan import DIRECTIONS, CycleGANConfig, ResnetGenerator, build, check_direction
 from gencli.runs import find_checkpoint, models_dir, path_argument
 
@@ -49,7 +49,7 @@ def import_official(pth: str | Path, *, name: str | None = None, direction: str 
     architecture, the two are merged into one model (e.g. monet2photo a2b + style_monet b2a)."""
     pth = Path(pth)
     check_direction(direction)
-    name = name or pth.stem
+    name = check_name(name or pth.stem, "model name")
     target = Path(out) if out else models_dir() / f"{name}.safetensors"
     state = load_foreign_state(pth)
     fields, weights = convert_official_generator(state)
