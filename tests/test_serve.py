@@ -234,7 +234,7 @@ def test_a_seeds_image_is_the_sample_commands_file(client, in_workdir):
     response = client.get("/api/stylegan/bundled:stylegan/image", params={"seed": 3, "truncation": 0.5})
     assert_png(response, (32, 32))  # make_grid leaves one image unpadded
     assert response.headers["x-gencli-command"] == (
-        "gencli sample stylegan --seeds 3 --nrow 1 --truncation 0.5 -o stylegan_seed3.png")
+        "gencli sample stylegan --seeds 3 --nrow 1 --truncation 0.5 --label 0 -o stylegan_seed3_label0.png")
     assert reproduce(response, in_workdir) == response.content
     other = client.get("/api/stylegan/bundled:stylegan/image", params={"seed": 4, "truncation": 0.5})
     assert other.content != response.content
@@ -263,8 +263,8 @@ def test_a_conditional_stylegan_gets_a_label_picker_and_the_label_reaches_every_
     models = {m["id"]: m for m in client.get("/api/models").json()["models"]}
     info = models["run:letters"]["info"]
     assert info["conditional"] and info["num_classes"] == 3 and info["class_names"] == ["a", "b", "c"]
-    assert not models["bundled:stylegan"]["info"]["conditional"]
-    assert models["bundled:stylegan"]["info"]["num_classes"] == 0
+    assert models["bundled:stylegan"]["info"]["conditional"]  # the bundled digits are class-conditional
+    assert models["bundled:stylegan"]["info"]["num_classes"] == 10
     base = "/api/stylegan/run:letters"
     first = client.get(f"{base}/image", params={"seed": 2, "label": 1})
     assert_png(first, (16, 16))
@@ -284,8 +284,8 @@ def test_a_conditional_stylegan_gets_a_label_picker_and_the_label_reaches_every_
         assert reproduce(response, in_workdir) == response.content
     bad = client.get(f"{base}/image", params={"seed": 0, "label": 3})
     assert bad.status_code == 400 and "between 0 and 2" in bad.json()["detail"]
-    unconditional = client.get("/api/stylegan/bundled:stylegan/image", params={"seed": 0, "label": 1})
-    assert unconditional.status_code == 400 and "not conditional" in unconditional.json()["detail"]
+    digits = client.get("/api/stylegan/bundled:stylegan/image", params={"seed": 0, "label": 10})
+    assert digits.status_code == 400 and "between 0 and 9" in digits.json()["detail"]
     page = client.get("/static/app.js").text
     assert "sg-labels" in page and "class_names" in page and 'id="sg-labels"' in client.get("/").text
 

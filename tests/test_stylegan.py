@@ -585,10 +585,23 @@ def test_unconditional_state_dict_keys_are_unchanged():
         sg.StyleGANConfig(**TINY, num_classes=1)
 
 
-def test_the_bundled_checkpoint_loads_as_unconditional():
-    # (Its samples are checked by hand to stay byte-identical: a pinned PNG hash would depend on the
-    # machine's zlib and floating point.)
-    G, meta = load_model(api.bundled_checkpoint("stylegan"))
+def test_a_checkpoint_from_before_num_classes_loads_as_unconditional(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from gencli.checkpoint import save_model
+
+    path = save_model(tmp_path / "old.safetensors", "stylegan", sg.Generator(sg.StyleGANConfig(**TINY)),
+                      sg.StyleGANConfig(**TINY), epoch=1, seed=0)
+    with safe_open(str(path), framework="pt") as f:  # rewrite it as gencli wrote it before the field existed
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    config = json.loads(metadata["config"])
+    del config["num_classes"]
+    metadata["config"] = json.dumps(config)
+    save_file(tensors, str(path), metadata=metadata)
+    G, meta = load_model(path)
     assert "num_classes" not in meta["config"] and G.config.num_classes == 0 and G.w_avg.ndim == 1
 
 

@@ -31,7 +31,7 @@ _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names
 __all__ = sorted(_MODULE_OF)
 
 
-SUBMODULES = ("common", "cyclegan", "exports", "info", "stylegan", "vae")
+SUBMODULES = ("common", "cyclegan", "evaluation", "exports", "info", "stylegan", "vae")
 
 
 def __getattr__(name: str):

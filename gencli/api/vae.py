@@ -222,8 +222,13 @@ def reconstruct(family: str | None = None, *, checkpoint: str | Path | None = No
 
 
 def evaluate(family: str | None = None, *, checkpoint: str | Path | None = None,
-             data_dir: str | Path | None = None, device: str = "cpu") -> dict[str, float]:
-    """Test-set negative ELBO in nats per image: {'loss', 'bce', 'kl'}."""
+             data_dir: str | Path | None = None, device: str = "cpu", **gan_options) -> dict:
+    """A model's scores: for a vae/cvae the test-set negative ELBO in nats per image ({'loss', 'bce',
+    'kl'}); for a stylegan or cyclegan FID and KID (see gencli.api.evaluation; `gan_options` go there)."""
     model, meta = _open("evaluate", family, checkpoint, device)
+    if meta["family"] in ("stylegan", "cyclegan"):
+        from gencli.api.evaluation import evaluate_gan
+
+        return evaluate_gan(model, meta, data_dir=data_dir, **gan_options)
     test = _test_set(meta, data_dir)
     return inference.evaluate(model, test.images, test.labels, seed=meta["seed"])[0]

@@ -183,20 +183,43 @@ def reconstruct(
 
 @app.command(epilog=examples(
     "gencli evaluate vae                    # runs/vae, else the bundled vae",
-    "gencli evaluate cvae --json            # {\"loss\": ..., \"models\": [...]}"))
+    "gencli evaluate cvae --json            # {\"loss\": ..., \"models\": [...]}",
+    "gencli evaluate monet2photo --json     # fid_a2b, kid_a2b, ... and the untranslated baselines",
+    "gencli evaluate stylegan --samples 2000"))
 @fails_cleanly
 def evaluate(
     model: ModelArg = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: loss, bce, kl and the model used.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: the scores and the model used.")] = False,
+    data: Annotated[Optional[str], typer.Option(help="stylegan/cyclegan: the data set to compare with (default: the model's own).")] = None,
     data_dir: DataDirOpt = None,
+    inception: Annotated[Optional[Path], typer.Option(envvar="GENCLI_INCEPTION", help="stylegan/cyclegan: the Inception-v3 TorchScript file of the StyleGAN/clean-fid tools (default: the cache, else downloaded once).")] = None,
+    samples: Annotated[int, typer.Option(help="stylegan: samples to score (seeds 0, 1, ...).")] = 10000,
+    reference: Annotated[int, typer.Option(help="stylegan: training images to compare with (a fixed subset).")] = 10000,
     checkpoint: CheckpointOpt = None,
     device: DeviceOpt = DeviceName.auto,
     model_opt: ModelOpt = None,
 ) -> None:
-    """Test-set loss (negative ELBO) in nats per image, with its BCE and KL parts."""
+    """A model's scores: vae/cvae, the test-set loss (negative ELBO) in nats per image with its BCE and KL
+    parts; stylegan and cyclegan, FID and KID against the training images (cyclegan: each direction,
+    beside the untranslated inputs' scores, the baseline a model must beat)."""
     from gencli import api
 
     family, checkpoint = model_choice(model_name(model, model_opt), checkpoint)
-    metrics = api.evaluate(family, checkpoint=checkpoint, data_dir=data_dir, device=device.value)
-    finish(as_json, f"test loss {metrics['loss']:.2f} nats/image (BCE {metrics['bce']:.2f} + KL {metrics['kl']:.2f})",
-           **metrics)
+    gan = {} if family in ("vae", "cvae") else dict(data=data, inception=inception, samples=samples,
+                                                      reference=reference)
+    metrics = api.evaluate(family, checkpoint=checkpoint, data_dir=data_dir, device=device.value, **gan)
+    if "loss" in metrics:
+        text = f"test loss {metrics['loss']:.2f} nats/image (BCE {metrics['bce']:.2f} + KL {metrics['kl']:.2f})"
+    elif "fid" in metrics:
+        text = (f"FID {metrics['fid']:.2f}  KID x1000 {1000 * metrics['kid']:.2f}  ({metrics['n_samples']} samples "
+                f"against {metrics['n_reference']} training images of {metrics['data']})")
+        digits = metrics.get("digits")
+        if digits:
+            text += (f"\ndigit classifier: {100 * digits['confident']:.1f}% confident, "
+                     f"{100 * digits.get('accuracy', float('nan')):.2f}% the requested class" if "accuracy" in digits
+                     else f"\ndigit classifier: {100 * digits['confident']:.1f}% confident")
+    else:
+        text = "\n".join(f"{d}: FID {metrics[f'fid_{d}']:.1f}  KID x1000 {1000 * metrics[f'kid_{d}']:.1f}   "
+                         f"untranslated: FID {metrics[f'baseline_fid_{d}']:.1f}  KID x1000 "
+                         f"{1000 * metrics[f'baseline_kid_{d}']:.1f}" for d in ("a2b", "b2a") if f"fid_{d}" in metrics)
+    finish(as_json, text, **metrics)

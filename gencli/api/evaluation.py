@@ -1,0 +1,44 @@
+"""`gencli evaluate` on the GAN families: FID and KID (Heusel et al. 2017; Binkowski et al. 2018) with the
+standard Inception-v3 features, and for digit models the spread and confidence of gencli's classifier.
+
+CycleGAN: each domain's test images are translated and compared with the other domain's training images;
+the untranslated test images, compared the same way, are the baseline a model must beat. StyleGAN:
+samples (seeds 0, 1, ...; a conditional model's classes in turn) against a fixed subset of the training
+images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gencli import distributed
+from gencli.data import IDX_DATASETS, load_training_images, resolve_data_path
+from gencli.errors import OptionError
+from gencli.inference import evaluation
+from gencli.metrics import load_digit_classifier, load_inception
+
+
+def evaluate_gan(model, meta: dict, *, data: str | None = None, data_dir: str | Path | None = None,
+                 inception: str | Path | None = None, samples: int = 10000, reference: int = 10000,
+                 truncation: float = 1.0, precision: str = "auto", progress=None) -> dict:
+    """The scores of a cyclegan or stylegan `model` opened with its metadata `meta` (see module doc).
+    `data`: the data set (default: the one the model was trained on); `progress(stage, done, total)`."""
+    device = next(model.parameters()).device
+    net = load_inception(inception, device=device)
+    cache = evaluation.feature_cache_dir()
+    dataset = data or meta["extra"].get("dataset")
+    if meta["family"] == "cyclegan":
+        if dataset is None:
+            raise OptionError("this cyclegan does not name its data set; pass --data NAME|DIR")
+        root = resolve_data_path(dataset, data_dir)
+        precision = distributed.resolve_precision(precision, device)[0]
+        return {"data": str(root), **evaluation.evaluate_translation(model, root, net, precision=precision,
+                                                                     cache_dir=cache, progress=progress)}
+    if samples < 2 or reference < 2:
+        raise OptionError("--samples and --reference must be at least 2")
+    dataset = dataset or "mnist"
+    images = evaluation.reference_subset(load_training_images(dataset, data_dir, model.config.resolution), reference)
+    classifier = load_digit_classifier(device=device) if dataset == "mnist" and dataset in IDX_DATASETS else None
+    return {"data": dataset, **evaluation.evaluate_generator(model, images, net, n_samples=samples,
+                                                             truncation=truncation, classifier=classifier,
+                                                             cache_dir=cache, progress=progress)}
