@@ -100,8 +100,12 @@ def main() -> None:
     if args.child:
         translate_child(args.child[0], args.ngf, args.n_blocks, args.translate_precision, args.child[1])
         return
+    from gencli.distributed import native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}")
+          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {'yes' if native_bf16(cpu) else 'no'} "
+          f"(--precision auto picks {resolve_precision('auto', cpu)[0]})")
     if not args.skip_train:
         print(f"training: {args.image_size} px, batch 1, ngf {args.ngf}, {args.n_blocks} blocks, "
               f"{args.iters} iterations after one warm-up")

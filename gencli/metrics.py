@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -257,7 +258,9 @@ def load_inception(path: str | Path | None = None, *, download: bool = True, dev
     """The Inception feature network (see `find_inception`), in eval mode on `device`."""
     file = find_inception(path, download=download, progress=progress)
     try:
-        net = torch.jit.load(str(file), map_location="cpu")
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice is no news to the user
+            warnings.simplefilter("ignore", FutureWarning)
+            net = torch.jit.load(str(file), map_location="cpu")
     except Exception:
         raise GencliError(f"{file} is not a TorchScript file; {where_to_put_it()}") from None
     stat = file.stat()

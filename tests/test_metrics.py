@@ -281,3 +281,49 @@ def test_evaluate_generator_with_digit_statistics():
     assert sum(result["digits"]["class_fraction"]) == pytest.approx(1)
     again = evaluate_generator(G, subset, metrics.StandInFeatures(), n_samples=10, batch_size=5, kid_subsets=4)
     assert again["fid"] == pytest.approx(result["fid"]) and "digits" not in again  # seeds, not batches
+
+
+def test_the_evaluate_command_end_to_end_with_a_stand_in_network(tmp_path, monkeypatch):
+    """`gencli evaluate` on a cyclegan and a stylegan checkpoint, with a TorchScript stand-in for the
+    Inception file (the bare-network protocol: float images resized to 299 px)."""
+    import json
+
+    from conftest import run
+    from gencli.checkpoint import save_model
+    from gencli.models.cyclegan import CycleGANConfig, build
+    from gencli.models.stylegan import Generator, StyleGANConfig
+
+    class TinyFeatures(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)  # (N, 12)
+
+    net_file = tmp_path / "standin.pt"
+    torch.jit.script(TinyFeatures()).save(str(net_file))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "toy"
+    for sub, n, colour, seed in (("trainA", 6, (200, 40, 40), 0), ("trainB", 5, (40, 40, 200), 1),
+                                 ("testA", 4, (200, 40, 40), 2), ("testB", 3, (40, 40, 200), 3)):
+        write_domain(root / sub, n, colour, seed)
+    torch.manual_seed(0)
+    model = build(CycleGANConfig(ngf=4, n_blocks=1))
+    checkpoint = save_model(tmp_path / "toy.safetensors", "cyclegan", model, model.config, epoch=1, seed=0,
+                            extra={"dataset": "toy"})
+    result = run("evaluate", "-c", checkpoint, "--data", root, "--inception", net_file, "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    for key in ("fid_a2b", "kid_a2b", "fid_b2a", "kid_b2a", "baseline_fid_a2b", "baseline_kid_b2a"):
+        assert math.isfinite(scores[key])
+    assert scores["n_test_a"] == 4 and scores["n_train_a"] == 6
+    text = run("evaluate", "-c", checkpoint, "--data", root, "--inception", net_file)
+    assert "a2b: FID" in text.stdout and "untranslated" in text.stdout
+
+    config = StyleGANConfig(resolution=16, widths=(16, 8, 8), z_dim=8, w_dim=8, mapping_layers=2, channels=3)
+    G = Generator(config)
+    sg_checkpoint = save_model(tmp_path / "sg.safetensors", "stylegan", G, config, epoch=1, seed=0,
+                               extra={"dataset": str(root / "trainA")})
+    result = run("evaluate", "-c", sg_checkpoint, "--inception", net_file, "--samples", 8, "--reference", 5, "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["n_samples"] == 8 and scores["n_reference"] == 5 and math.isfinite(scores["fid"])
+    missing = run("evaluate", "-c", checkpoint, "--data", root, "--inception", tmp_path / "nowhere.pt")
+    assert missing.exit_code == 1 and "no such file" in missing.output

@@ -15,7 +15,7 @@ import importlib
 
 _WHERE = {
     "gencli.distributed": ["distributed"],
-    "gencli.api.common": ["check_numbers", "check_positive", "check_truncation", "parse_range", "parse_seeds"],
+    "gencli.api.common": ["check_numbers", "check_positive", "check_truncation", "parse_seeds"],
     "gencli.api.info": ["ModelSource", "describe_model", "locate_model", "watch_models"],
     "gencli.api.cyclegan": ["download_dataset", "download_weights", "export_fp16", "import_cyclegan",
                             "train_cyclegan", "translate"],

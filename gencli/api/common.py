@@ -91,20 +91,6 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     return seeds
 
 
-def parse_range(text: str | None) -> tuple[float, float] | None:
-    if text is None or text == "auto":
-        return None
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise OptionError(f"bad --range {text!r}; write auto or LO,HI such as -3,3") from None
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise OptionError(f"bad --range {text!r}: LO and HI must be finite")
-    if not lo < hi:
-        raise OptionError(f"bad --range {text!r}: LO must be below HI")
-    return lo, hi
-
-
 def parse_ints(text: str, option: str) -> tuple[int, ...]:
     """'512,256' -> (512, 256); an OptionError naming `option` otherwise."""
     try:
