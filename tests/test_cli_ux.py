@@ -94,7 +94,11 @@ def test_translate_names_the_bundled_model_it_uses(tmp_path):
     result = run("translate", "monet2photo", tmp_path / "in.png", "--direction", "BtoA", "-o", tmp_path / "out.png",
                  "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
-    assert model_lines(result.output)[0].startswith("Model: cyclegan, epoch 3, bundled monet2photo")
+    from gencli.checkpoint import read_metadata
+    from gencli.runs import bundled_checkpoint
+
+    epoch = read_metadata(bundled_checkpoint("monet2photo"))["epoch"]
+    assert model_lines(result.output)[0].startswith(f"Model: cyclegan, epoch {epoch}, bundled monet2photo")
     answer = json.loads(result.stdout)
     assert answer["direction"] == "b2a" and answer["outputs"] == [str(tmp_path / "out.png")]
     assert answer["models"][0]["origin"] == "bundled"
