@@ -10,15 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
-from gencli.cli.shared import (DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, TrainPrecision, TrainPrecisionOpt,
+from gencli.cli.shared import (DataDirOpt, DeviceName, Direction, DeviceOpt, JsonOpt, LogEveryOpt, TrainPrecision, TrainPrecisionOpt,
                                app, download_bar,
                                examples, fails_cleanly, finish, import_app, train_app, warn_skipped)
 from gencli.errors import OptionError
-
-
-class Direction(str, Enum):  # AtoB and BtoA (the reference code's names) are accepted too
-    a2b = "a2b"
-    b2a = "b2a"
 
 
 class Precision(str, Enum):

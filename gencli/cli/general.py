@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli.shared import JsonOpt, app, examples, fails_cleanly, finish, stdout
+from gencli.cli.shared import Direction, JsonOpt, app, examples, fails_cleanly, finish, stdout
 
 
 @app.command(epilog=examples(
@@ -49,11 +49,6 @@ class ExportFormat(str, Enum):
     safetensors = "safetensors"
 
 
-class ExportDirection(str, Enum):
-    a2b = "a2b"
-    b2a = "b2a"
-
-
 @app.command(epilog=examples(
     "gencli export cvae -o cvae.onnx          # inputs z (N, 2), label (N,)",
     "gencli export stylegan --format torchscript --truncation 0.7",
@@ -64,7 +59,7 @@ def export(
     format: Annotated[ExportFormat, typer.Option("--format", "-f", help="onnx, torchscript, or a gencli safetensors checkpoint (with --fp16: half the size).")] = ExportFormat.onnx,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: MODEL[_DIRECTION].onnx|.pt|.safetensors).")] = None,
     fp16: Annotated[bool, typer.Option(help="Store float16 weights (safetensors), or run in float16 (onnx, torchscript; for GPUs).")] = False,
-    direction: Annotated[ExportDirection, typer.Option(help="cyclegan: the generator to export, a2b (AtoB) or b2a (BtoA).")] = ExportDirection.a2b,
+    direction: Annotated[Direction, typer.Option(help="cyclegan: the generator to export, a2b (AtoB) or b2a (BtoA).")] = Direction.a2b,
     truncation: Annotated[Optional[float], typer.Option(help="stylegan: truncation psi baked into the network (default: an input, 'truncation', of shape (1,)).")] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -107,6 +107,11 @@ class DeviceName(str, Enum):
     cuda = "cuda"
 
 
+class Direction(str, Enum):  # AtoB and BtoA (the reference code's names) are accepted too
+    a2b = "a2b"
+    b2a = "b2a"
+
+
 class TrainPrecision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
