@@ -110,7 +110,8 @@ def locate_checkpoint(name: str | None, checkpoint: str | Path | None = None, *,
             path = path / MODEL_FILE
         if not path.is_file():
             raise GencliError(f"checkpoint not found: {checkpoint}")
-        return ModelSource(path, "run" if path.name == MODEL_FILE else "path", name)
+        # a path names no model: the family that may come with it is not a name
+        return ModelSource(path, "run" if path.name == MODEL_FILE else "path")
     if name is None:
         raise GencliError("name a model or pass --checkpoint")
     candidates = ((RUNS_DIR / name / MODEL_FILE, "run"), (models_dir() / f"{name}.safetensors", "imported"),

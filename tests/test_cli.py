@@ -139,6 +139,7 @@ def test_reconstruct_and_evaluate(tmp_path, data_dir, cvae_ckpt):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)  # the model's line is on stderr
     assert {"loss", "bce", "kl"} <= set(metrics) and metrics["models"][0]["path"] == str(cvae_ckpt)
+    assert metrics["models"][0]["family"] == "cvae" and metrics["models"][0]["name"] is None  # a path names no model
     assert metrics["loss"] == pytest.approx(metrics["bce"] + metrics["kl"], rel=1e-5)
     # The same figure as the last epoch's test loss in metrics.jsonl.
     last = json.loads((cvae_ckpt.parent / "metrics.jsonl").read_text().splitlines()[-1])

@@ -468,9 +468,11 @@ def test_download_weights_over_http(tmp_path):
     served = tmp_path / "server"
     served.mkdir()
     net = official_file(served / "style_monet.pth", n_blocks=1)
+    requests = []
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
-            pass
+            requests.append(args)
 
     handler = functools.partial(Quiet, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -478,6 +480,8 @@ def test_download_weights_over_http(tmp_path):
     thread.start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}/"
+        one_line_error(run("download-weights", "style_monet", "--name", "../x", "--base-url", base), "bad model name")
+        assert not requests  # refused before downloading anything
         result = run("download-weights", "style_monet", "--base-url", base)
         assert result.exit_code == 0, result.output
         one_line_error(run("download-weights", "nothing_here", "--base-url", base), "HTTP 404")

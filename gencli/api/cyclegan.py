@@ -10,6 +10,7 @@ from gencli import distributed, download
 from gencli.api.common import check_numbers, check_positive, check_train_precision
 from gencli.data import data_root
 from gencli.errors import GencliError, OptionError
+from gencli.files import check_name
 from gencli.inference import cyclegan as inference
 from gencli.models.cyclegan import UPSAMPLES, check_direction
 from gencli.runs import find_checkpoint, open_model, path_argument
@@ -117,6 +118,7 @@ def download_weights(name: str, *, as_name: str | None = None, direction: str | 
     """Download an official pretrained generator and import it; returns (checkpoint, model name, direction)."""
     default_name, default_direction = download.WEIGHTS.get(name, (name, "a2b"))
     model_name, direction = as_name or default_name, direction or default_direction
+    check_name(model_name, "model name"), check_direction(direction)  # before the download, not after it
     with tempfile.TemporaryDirectory(prefix="gencli-") as tmp:
         pth = download.download_weights(name, Path(tmp), base_url=base_url, progress=progress)
         path = weights.import_official(pth, name=model_name, direction=direction, overwrite=overwrite)
