@@ -118,7 +118,8 @@ def download_weights(name: str, *, as_name: str | None = None, direction: str | 
     """Download an official pretrained generator and import it; returns (checkpoint, model name, direction)."""
     default_name, default_direction = download.WEIGHTS.get(name, (name, "a2b"))
     model_name, direction = as_name or default_name, direction or default_direction
-    check_name(model_name, "model name"), check_direction(direction)  # before the download, not after it
+    check_name(model_name, "model name")  # both before the download, not after it
+    check_direction(direction)
     with tempfile.TemporaryDirectory(prefix="gencli-") as tmp:
         pth = download.download_weights(name, Path(tmp), base_url=base_url, progress=progress)
         path = weights.import_official(pth, name=model_name, direction=direction, overwrite=overwrite)
