@@ -100,10 +100,13 @@ def shadowed(name: str, origin: str) -> str | None:
     return None
 
 
-def locate_checkpoint(name: str | None, checkpoint: str | Path | None = None, *, hint: str = "") -> ModelSource:
+def locate_checkpoint(name: str | None, checkpoint: str | Path | ModelSource | None = None, *, hint: str = "") -> ModelSource:
     """The checkpoint of model `name` with its provenance: `checkpoint` when given (a file, or a run folder
     holding model.safetensors), else runs/NAME/model.safetensors, else <models dir>/NAME.safetensors, else
-    the bundled NAME. `hint` ends the error when there is none (how to get one)."""
+    the bundled NAME. `hint` ends the error when there is none (how to get one). A ModelSource already
+    located (a model named on the command line) is returned as it is."""
+    if isinstance(checkpoint, ModelSource):
+        return checkpoint
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if path.is_dir():

@@ -82,7 +82,8 @@ def test_provenance_line_for_bundled_run_folder_imported_and_path(tmp_path, monk
     shutil.copy(tmp_path / "runs" / "vae" / "model.safetensors", tmp_path / "loose.safetensors")
     result = run("sample", "digits", "--seeds", "0", "-o", "d.png", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["models"][0]["epoch"] == 1
+    used = json.loads(result.stdout)["models"][0]
+    assert (used["epoch"], used["origin"], used["name"]) == (1, "imported", "digits")  # not a mere file
     result = run("info", "digits", "--json")
     assert json.loads(result.stdout)["origin"] == "imported"
     result = run("sample", "-c", "loose.safetensors", "--seeds", "0", "-o", "e.png")

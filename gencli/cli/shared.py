@@ -272,13 +272,13 @@ def download_bar(what: str):
     return update, bar.stop
 
 
-def model_choice(model: str | None, checkpoint: Path | None) -> tuple[str | None, Path | None]:
+def model_choice(model: str | None, checkpoint: Path | None) -> tuple:
     """(family, checkpoint) from MODEL and -c: a family name (vae, cvae, stylegan) picks the family; a run
-    folder, a checkpoint file or another model name stands for -c."""
+    folder, a checkpoint file or another model name stands for -c, located (a catalog.ModelSource)."""
     from gencli.api import info  # torch-free
 
     if model is None or model in info.FAMILY_NAMES:
         return model, checkpoint
     if checkpoint is not None:
         raise OptionError(f"MODEL {model} and --checkpoint both name a model; give one")
-    return None, info.locate_model(model).path
+    return None, info.locate_model(model)  # with its provenance: bundled, imported, run folder, file
