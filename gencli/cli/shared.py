@@ -24,7 +24,7 @@ import json
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -32,6 +32,9 @@ from typer.core import TyperGroup
 
 from gencli import __version__
 from gencli.errors import GencliError, NothingToDo, OptionError
+
+if TYPE_CHECKING:
+    from gencli.api.info import ModelSource
 
 # Hidden aliases: a spelling -> the options it may stand for, the first one the command has wins. Old
 # gencli spellings, and the names of the reference tools (StyleGAN2-ADA's generate.py and train.py,
@@ -272,9 +275,9 @@ def download_bar(what: str):
     return update, bar.stop
 
 
-def model_choice(model: str | None, checkpoint: Path | None) -> tuple:
+def model_choice(model: str | None, checkpoint: Path | None) -> tuple[str | None, Path | ModelSource | None]:
     """(family, checkpoint) from MODEL and -c: a family name (vae, cvae, stylegan) picks the family; a run
-    folder, a checkpoint file or another model name stands for -c, located (a catalog.ModelSource)."""
+    folder, a checkpoint file or another model name stands for -c, located (a ModelSource)."""
     from gencli.api import info  # torch-free
 
     if model is None or model in info.FAMILY_NAMES:
