@@ -36,6 +36,9 @@ from gencli.registry import get_family, json_type
 
 RESUME_FILE = "resume.pt"
 CHECKSUM_KEY = "sha256"
+# A model file may hold, beside the model, the discriminator it was trained with (for fine-tuning), its
+# tensors named with this prefix; the family's module then defines build_discriminator(config).
+DISCRIMINATOR_PREFIX = "discriminator."
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -50,9 +53,13 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def _model_file(family: str, model: nn.Module, config, *, epoch: int, seed: int, extra: dict | None,
-                dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+                dtype: torch.dtype | None = None, discriminator: nn.Module | None = None,
+                ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The tensors and metadata of model.safetensors."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if discriminator is not None:
+        tensors.update({DISCRIMINATOR_PREFIX + k: v.detach().to("cpu").contiguous()
+                        for k, v in discriminator.state_dict().items()})
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {
@@ -68,9 +75,12 @@ def _model_file(family: str, model: nn.Module, config, *, epoch: int, seed: int,
 
 
 def save_model(path: Path, family: str, model: nn.Module, config, *, epoch: int, seed: int,
-               extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write the weights and everything needed to rebuild `model` (atomically)."""
-    tensors, metadata = _model_file(family, model, config, epoch=epoch, seed=seed, extra=extra, dtype=dtype)
+               extra: dict[str, Any] | None = None, dtype: torch.dtype | None = None,
+               discriminator: nn.Module | None = None) -> Path:
+    """Write the weights and everything needed to rebuild `model` (atomically); `discriminator`, when
+    given, is stored beside it (see DISCRIMINATOR_PREFIX; read it back with load_discriminator)."""
+    tensors, metadata = _model_file(family, model, config, epoch=epoch, seed=seed, extra=extra, dtype=dtype,
+                                    discriminator=discriminator)
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
@@ -152,31 +162,76 @@ def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         raise GencliError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt?)") from None
 
 
-def build_checked(path: Path, meta: dict[str, Any]) -> nn.Module:
-    """The model `meta` describes, built only after its config has been checked and the tensor shapes it
-    would create compared with those stored in `path` (on the meta device: nothing allocated)."""
-    spec = get_family(meta["family"])
-    try:
-        config = spec.config_from_dict(meta["config"])
-        with torch.device("meta"):
-            skeleton = spec.build(config)
-    except GencliError as e:
-        raise GencliError(f"{path}: bad {meta['family']} config: {e}") from None
-    except Exception:
-        raise GencliError(f"{path}: its config does not describe a {meta['family']} model") from None
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    stored = _header_shapes(path)
+def _compare_shapes(path: Path, what: str, expected: dict, stored: dict) -> None:
     if expected != stored:
         missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
         differ = sorted(k for k in set(expected) & set(stored) if expected[k] != stored[k])
         detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
                   else f"{differ[0]} is {stored[differ[0]]}, the config makes {expected[differ[0]]}")
-        raise GencliError(f"{path}: weights do not match the stored {meta['family']} config ({detail})")
-    return spec.build(config)
+        raise GencliError(f"{path}: {what} ({detail})")
+
+
+def _split(tensors: dict) -> tuple[dict, dict]:
+    """(the model's entries, the discriminator's with the prefix removed)."""
+    d = {k[len(DISCRIMINATOR_PREFIX):]: v for k, v in tensors.items() if k.startswith(DISCRIMINATOR_PREFIX)}
+    return {k: v for k, v in tensors.items() if not k.startswith(DISCRIMINATOR_PREFIX)}, d
+
+
+def build_checked(path: Path, meta: dict[str, Any], *, discriminator: bool = False) -> nn.Module:
+    """The model `meta` describes (with `discriminator`: the discriminator stored beside it), built only
+    after its config has been checked and the tensor shapes it would create compared with those stored in
+    `path` (on the meta device: nothing allocated). A stored discriminator is checked either way."""
+    spec = get_family(meta["family"])
+    stored, stored_d = _split(_header_shapes(path))
+    family = meta["family"]
+    build_d = getattr(spec.module, "build_discriminator", None)
+    if (stored_d or discriminator) and build_d is None:
+        raise GencliError(f"{path}: {family} checkpoints hold no discriminator")
+    if discriminator and not stored_d:
+        raise GencliError(f"{path} holds no discriminator (only the generator was imported or saved)")
+    try:
+        config = spec.config_from_dict(meta["config"])
+        with torch.device("meta"):
+            skeleton = spec.build(config)
+            d_skeleton = build_d(config) if stored_d else None
+    except GencliError as e:
+        raise GencliError(f"{path}: bad {family} config: {e}") from None
+    except Exception:
+        raise GencliError(f"{path}: its config does not describe a {family} model") from None
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}  # noqa: E731
+    _compare_shapes(path, f"weights do not match the stored {family} config", shapes(skeleton), stored)
+    if d_skeleton is not None:
+        _compare_shapes(path, f"discriminator weights do not match the stored {family} config",
+                        shapes(d_skeleton), stored_d)
+    return build_d(config) if discriminator else spec.build(config)
+
+
+def _read_tensors(path: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Every tensor of `path`, checked against the stored checksum and for NaN or infinite values."""
+    try:
+        state = load_file(str(path))
+    except Exception:
+        raise GencliError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt?)") from None
+    if meta[CHECKSUM_KEY] is not None and tensor_digest(state) != meta[CHECKSUM_KEY]:
+        raise GencliError(f"{path}: the weights do not match their checksum (the file is corrupt)")
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise GencliError(f"{path}: the weights hold NaN or infinite values")
+    return state
+
+
+def _load_into(path: Path, meta: dict[str, Any], model: nn.Module, state: dict, device) -> nn.Module:
+    reference = model.state_dict()
+    state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise GencliError(f"{path}: weights do not match the stored {meta['family']} config") from None
+    return model.to(device).eval()
 
 
 def load_model(path: Path, family: str | set[str] | None = None, device: str | torch.device = "cpu"):
-    """Rebuild the model stored in `path`; returns (model in eval mode, metadata).
+    """Rebuild the model stored in `path`; returns (model in eval mode, metadata). A discriminator stored
+    beside it (see DISCRIMINATOR_PREFIX) is checked and left out.
 
     `family` restricts which families are accepted (a str or a set of names).
     """
@@ -187,21 +242,18 @@ def load_model(path: Path, family: str | set[str] | None = None, device: str | t
             f"{path} holds a {meta['family']} model, but this needs {' or '.join(sorted(wanted))}"
         )
     model = build_checked(path, meta)
-    try:
-        state = load_file(str(path))
-    except Exception:
-        raise GencliError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt?)") from None
-    if meta[CHECKSUM_KEY] is not None and tensor_digest(state) != meta[CHECKSUM_KEY]:
-        raise GencliError(f"{path}: the weights do not match their checksum (the file is corrupt)")
-    reference = model.state_dict()
-    state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
-    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        raise GencliError(f"{path}: the weights hold NaN or infinite values")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        raise GencliError(f"{path}: weights do not match the stored {meta['family']} config") from None
-    return model.to(device).eval(), meta
+    state, _ = _split(_read_tensors(path, meta))
+    return _load_into(path, meta, model, state, device), meta
+
+
+def load_discriminator(path: Path, device: str | torch.device = "cpu"):
+    """The discriminator stored beside the model in `path` (for fine-tuning); returns (D in eval mode,
+    metadata). A clear error when the file holds none."""
+    path = Path(path)
+    meta = read_metadata(path)
+    D = build_checked(path, meta, discriminator=True)
+    _, state = _split(_read_tensors(path, meta))
+    return _load_into(path, meta, D, state, device), meta
 
 
 def _torch_save(state: dict, path: str) -> None:
