@@ -3,12 +3,25 @@ discriminator beside G, and (below) the import of NVIDIA's pickles, checked agai
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from typer.testing import CliRunner
 
+from gencli.api import import_stylegan
 from gencli.checkpoint import load_discriminator, load_model, read_metadata, save_model
-from gencli.errors import ConfigError, GencliError
+from gencli.cli import app
+from gencli.errors import ConfigError, GencliError, OptionError
 from gencli.models import stylegan2 as sg2
+from gencli.weights import safe_pickle
+from gencli.weights.stylegan2 import convert, from_nvidia_pickle
 
 TINY = dict(z_dim=8, w_dim=8, img_resolution=16, mapping_layers=2, channel_base=64, channel_max=16,
             d_channel_base=64, d_channel_max=16, num_fp16_res=1)
@@ -113,3 +126,189 @@ def test_checkpoint_keeps_discriminator(tmp_path):
     with pytest.raises(GencliError, match="discriminator weights do not match"):
         load_model(bad)
     assert read_metadata(path)["config"]["conv_clamp"] == 256.0
+
+
+# --- NVIDIA's pickles -------------------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "stylegan2"
+PICKLES = ["sg3_ffhq_like", "ada_cifar_like", "ada_resnet", "sg3_orig"]
+FILES = {**{name: f"{name}.pkl" for name in PICKLES}, "rosinality_v2": "rosinality_v2.pt"}
+
+
+def nvidia_z(seed: int, z_dim: int) -> torch.Tensor:
+    """z as NVIDIA's gen_images.py / generate.py draw it for a seed."""
+    return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim)).float()
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Their PNG conversion: x * 127.5 + 128, clamped, (N, H, W, C)."""
+    return (images.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+@pytest.fixture(scope="module", params=list(FILES))
+def imported(request, tmp_path_factory):
+    """(name, checkpoint path) of a fixture file imported through the CLI."""
+    name = request.param
+    out = tmp_path_factory.mktemp(name) / f"{name}.safetensors"
+    result = CliRunner().invoke(app, ["import-weights", "stylegan", str(FIXTURES / FILES[name]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert ("Imported g_ema of a rosinality/stylegan2-pytorch" if name.startswith("rosinality")
+            else "Imported G_ema of a nvidia-") in result.output
+    return name, out
+
+
+def test_same_images_as_nvidia(imported):
+    """The acceptance test of the import: every seed, truncation, cutoff and noise mode their code drew
+    (reference images made with NVIDIA's networks; see fixtures/stylegan2/README.md) within 3/255."""
+    name, path = imported
+    G, meta = load_model(path, "stylegan2")
+    if not name.startswith("rosinality"):
+        assert meta["extra"]["z_source"] == "numpy" and meta["extra"]["network"] == "G_ema"
+    with safe_open(str(FIXTURES / f"{name}.reference.safetensors"), framework="pt") as f:
+        cases = json.loads(f.metadata()["cases"])
+        reference = {k: f.get_tensor(k) for k in f.keys()}
+    worst = 0
+    with torch.no_grad():
+        for case in cases:
+            images = []
+            for seed, label in zip(case["seeds"], case["labels"] or [None] * len(case["seeds"])):
+                labels = None if label is None else torch.tensor([label])
+                images.append(G(nvidia_z(seed, G.config.z_dim), labels, truncation=case["truncation"],
+                                truncation_cutoff=case["truncation_cutoff"], noise_mode=case["noise_mode"]))
+            ours, theirs = to_uint8(torch.cat(images)).int(), reference[case["name"]].int()
+            assert ours.shape == theirs.shape
+            worst = max(worst, (ours - theirs).abs().max().item())
+            assert (ours - theirs).abs().max() <= 3, (name, case["name"])
+        # the cases differ from one another, so each checks something
+        assert not torch.equal(reference["psi1_const"], reference["psi07_const"])
+        if "psi1_none" in reference:
+            assert not torch.equal(reference["psi07_const"], reference["psi07_cut4_const"])
+            assert not torch.equal(reference["psi1_const"], reference["psi1_none"])
+        D, _ = load_discriminator(path)
+        x = reference["psi1_const"].permute(0, 3, 1, 2).float() / 127.5 - 1
+        labels = reference["d_labels"] if G.config.c_dim else None
+        assert torch.allclose(D(x, labels), reference["d_scores"], atol=1e-4, rtol=1e-4)
+    print(f"{name}: largest difference {worst}/255")
+
+
+def test_import_takes_the_chosen_network(tmp_path):
+    """G_ema by default; --network G takes the training generator (the fixtures' two differ)."""
+    pkl = FIXTURES / "sg3_orig.pkl"
+    ema = import_stylegan(pkl, out=tmp_path / "ema.safetensors")
+    raw = import_stylegan(pkl, out=tmp_path / "g.safetensors", network="G")
+    (G1, _), (G2, meta) = load_model(ema), load_model(raw)
+    assert meta["extra"]["network"] == "G"
+    z = nvidia_z(0, 16)
+    with torch.no_grad():
+        assert not torch.allclose(G1(z), G2(z))
+    with pytest.raises(OptionError, match="--network"):
+        import_stylegan(pkl, out=tmp_path / "x.safetensors", network="D")
+
+
+def test_reload_gives_the_same_images(imported, tmp_path):
+    """The converted checkpoint reloads through load_model and draws what the converter built."""
+    name, path = imported
+    G, D, config, _ = convert(FIXTURES / FILES[name])
+    G2, meta = load_model(path)
+    assert G2.config == config and meta["family"] == "stylegan2"
+    z = torch.randn(2, config.z_dim)
+    labels = torch.tensor([1, 2]) if config.c_dim else None
+    with torch.no_grad():
+        assert torch.equal(G(z, labels, truncation=0.7), G2(z, labels, truncation=0.7))
+    info = CliRunner().invoke(app, ["info", str(path)])
+    assert info.exit_code == 0
+    assert f"{config.img_resolution} px, {config.architecture}" in info.output
+    assert f"source    {FILES[name]} (" in info.output
+
+
+# --- safety ------------------------------------------------------------------------------------------------
+
+class RunsACommand:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def fake_persistence_pickle(module_src: str) -> bytes:
+    """A pickle in NVIDIA's format (their persistence record, as torch_utils.persistence writes it) whose
+    embedded module source is `module_src`, made without their code: a stand-in module of that name."""
+    import types
+
+    persistence = types.ModuleType("torch_utils.persistence")
+
+    def _reconstruct_persistent_obj(meta):  # never called: gencli reads the record as data
+        raise AssertionError
+
+    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
+    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
+    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
+
+    class Net:
+        def __reduce__(self):
+            meta = dict(type="class", version=4, module_src=module_src, class_name="Generator",
+                        state={"_modules": {}, "z_dim": 8})
+            return _reconstruct_persistent_obj, (meta,)
+
+    saved = {k: sys.modules.get(k) for k in ("torch_utils", "torch_utils.persistence")}
+    sys.modules["torch_utils"], sys.modules["torch_utils.persistence"] = types.ModuleType("torch_utils"), persistence
+    try:
+        return pickle.dumps({"G": Net(), "D": Net(), "G_ema": Net()})
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def test_a_pickle_that_runs_a_command_is_refused(tmp_path):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"G_ema": RunsACommand(marker)}))
+    result = CliRunner().invoke(app, ["import-weights", "stylegan", str(evil), "-o", str(tmp_path / "out.safetensors")])
+    assert result.exit_code == 1
+    assert not marker.exists() and not (tmp_path / "out.safetensors").exists()
+    message = result.output.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert f"the global {os.system.__module__}.system, which could run code" in message
+
+
+def test_embedded_module_source_is_never_run(tmp_path):
+    marker = tmp_path / "written"
+    source = f"open({str(marker)!r}, 'w').write('the embedded source ran')\\nclass Generator: pass\\n"
+    pkl = tmp_path / "network.pkl"
+    pkl.write_bytes(fake_persistence_pickle(source))
+    result = CliRunner().invoke(app, ["import-weights", "stylegan", str(pkl), "-o", str(tmp_path / "out.safetensors")])
+    assert result.exit_code == 1
+    assert not marker.exists() and not (tmp_path / "out.safetensors").exists()
+    assert len(result.output.strip().splitlines()) == 1 and "not a StyleGAN2 network" in result.output
+    # read as data: the record holds the source as text
+    data = safe_pickle.load(pkl)
+    assert isinstance(data["G_ema"], safe_pickle.Record) and data["G_ema"]["module_src"] == source
+
+
+def test_stylegan3_networks_are_refused_in_one_line(tmp_path):
+    data = safe_pickle.load(FIXTURES / "sg3_orig.pkl")
+    synthesis = data["G_ema"].state["_modules"]["synthesis"]
+    synthesis.state["_modules"]["input"] = synthesis.state["_modules"].pop("b4")  # StyleGAN3's SynthesisInput
+    with pytest.raises(GencliError, match=r"StyleGAN3 \(alias-free\) networks are not supported yet; "
+                                          r"StyleGAN2 networks \(stylegan2-\*\.pkl\) are"):
+        from_nvidia_pickle(data, "stylegan3-r.pkl")
+
+
+def test_resolution_is_for_stylegan1_only(tmp_path):
+    result = CliRunner().invoke(app, ["import-weights", "stylegan", str(FIXTURES / "sg3_orig.pkl"),
+                                      "--resolution", "16", "-o", str(tmp_path / "x.safetensors")])
+    assert result.exit_code == 2 and "--resolution is for rosinality StyleGAN1 files only" in result.output
+
+
+def test_stylegan1_files_still_need_their_resolution(tmp_path):
+    from test_stylegan import rosinality_v1_state
+
+    src = tmp_path / "stylegan1.model"
+    torch.save({"g_running": rosinality_v1_state(), "generator": {}, "step": 2}, src)
+    result = CliRunner().invoke(app, ["import-weights", "stylegan", str(src), "-o", str(tmp_path / "x.safetensors")])
+    assert result.exit_code == 2 and "does not record its resolution: give --resolution" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -14,7 +14,7 @@ from gencli.runs import find_checkpoint, open_model
 from gencli.training import stylegan as training
 from gencli.training.augment import parse_augment
 from gencli.training.loop import TrainingHooks
-from gencli.weights import stylegan as weights
+from gencli.weights import stylegan2 as stylegan2_weights
 
 HINT = "train one with `gencli train stylegan` or pass --checkpoint"
 
@@ -110,6 +110,17 @@ def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation
     return save_grid(images, out, nrow=steps, scale=scale, row_labels=rows)
 
 
-def import_stylegan(file, *, resolution: int, out) -> Path:
-    """Convert a rosinality/style-based-gan-pytorch checkpoint into a gencli stylegan checkpoint."""
-    return weights.import_weights(file, resolution=resolution, out=out)
+def import_stylegan(file, *, out, resolution: int | None = None, network: str = "G_ema",
+                    class_names: list[str] | None = None) -> Path:
+    """Convert StyleGAN weights into a gencli checkpoint; returns its path. The format is read from the file:
+    NVIDIA's network pickles (stylegan2-ada-pytorch, the StyleGAN3 release's stylegan2-*.pkl; unpickled
+    without running their code) and rosinality/stylegan2-pytorch .pt files become stylegan2 checkpoints
+    (the generator `network`, G_ema or G, and the discriminator for fine-tuning); rosinality/
+    style-based-gan-pytorch StyleGAN1 files, which alone need `resolution`, stylegan checkpoints.
+    `class_names`: names of a conditional network's classes, kept in the checkpoint."""
+    if network not in ("G", "G_ema"):
+        raise OptionError(f"--network must be G or G_ema, got {network!r}")
+    if resolution is not None:
+        check_positive(resolution=resolution)
+    return stylegan2_weights.import_weights(file, out=out, resolution=resolution, network=network,
+                                            class_names=class_names)

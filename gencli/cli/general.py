@@ -38,6 +38,14 @@ def info(
              f"  weights   {d['parameters']:,} parameters in {d['tensors']} tensors ({', '.join(d['dtypes'])}), "
              f"{d['bytes'] / 1e6:.1f} MB",
              f"  config    {json.dumps(d['config'])}"]
+    if d["family"] == "stylegan2":  # an imported network: what came in, and from where
+        c, e = d["config"], d["extra"]
+        classes = f"{c.get('c_dim')} classes" + (f" ({', '.join(e['class_names'])})" if e.get("class_names") else "")
+        lines.append(f"  network   {c.get('img_resolution')} px, {c.get('architecture')}, "
+                     f"{classes if c.get('c_dim') else 'unconditional'}, {e.get('network', 'G')}"
+                     f"{' and its discriminator' if e.get('discriminator') else ''}")
+        if e.get("imported_from"):
+            lines.append(f"  source    {e['imported_from']} ({e.get('format', '?')})")
     if d["extra"]:
         lines.append(f"  metadata  {json.dumps(d['extra'])}")
     stdout.print("\n".join(lines), markup=False)

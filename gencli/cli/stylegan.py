@@ -153,19 +153,40 @@ def stylegan_checkpoint(model: str | None, checkpoint: Path | None) -> Path | No
     return checkpoint
 
 
+class Network(str, Enum):
+    G_ema = "G_ema"
+    G = "G"
+
+
 @import_app.command("stylegan", epilog=examples(
-    "gencli import-weights stylegan ffhq-256.model --resolution 256 -o ffhq.safetensors",
-    "gencli sample -c ffhq256.safetensors --seeds 0-15"))
+    "gencli import-weights stylegan ffhq.pkl -o ffhq.safetensors      # NVIDIA pickle: G_ema and D",
+    "gencli sample stylegan -c ffhq.safetensors --seeds 0-3",
+    "gencli import-weights stylegan 550000.pt -o faces.safetensors    # rosinality/stylegan2-pytorch",
+    "gencli import-weights stylegan stylegan1-256.model --resolution 256 -o old.safetensors"))
 @fails_cleanly
 def import_stylegan(
-    file: Annotated[Path, typer.Argument(help="A rosinality/style-based-gan-pytorch checkpoint (.model/.pt).")],
-    resolution: Annotated[int, typer.Option(help="The resolution the checkpoint was trained to (its file holds layers up to 1024 px).")],
+    file: Annotated[Path, typer.Argument(help="NVIDIA's StyleGAN2 pickle (stylegan2-ada-pytorch, or the StyleGAN3 release's stylegan2-*.pkl), a rosinality/stylegan2-pytorch .pt, or a rosinality/style-based-gan-pytorch StyleGAN1 checkpoint.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="gencli checkpoint to write.")] = Path("stylegan-imported.safetensors"),
+    network: Annotated[Network, typer.Option(help="Which generator of an NVIDIA pickle: G_ema (the one their tools sample) or G.")] = Network.G_ema,
+    resolution: Annotated[Optional[int], typer.Option(help="StyleGAN1 files only (they do not record it): the resolution the checkpoint was trained to.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Convert a StyleGAN (v1) generator from rosinality/style-based-gan-pytorch into a gencli checkpoint."""
+    """Convert published StyleGAN weights into a gencli checkpoint, the format read from the file.
+
+    NVIDIA's pickles are read as data by a restricted unpickler: the code they embed is never run, and a
+    pickle that names any other Python global is refused. Their discriminator is kept for fine-tuning.
+    """
     from gencli import api
 
-    path = api.import_stylegan(file, resolution=resolution, out=output)
-    finish(as_json, f"Checkpoint written to {path}; try `gencli sample stylegan -c {path}`", output=str(path),
+    path = api.import_stylegan(file, out=output, resolution=resolution, network=network.value)
+    meta = api.read_metadata(path)
+    extra, config = meta["extra"], meta["config"]
+    what = ""
+    if meta["family"] == "stylegan2":
+        classes = f", {config['c_dim']} classes" if config.get("c_dim") else ""
+        d = ", with its discriminator" if extra.get("discriminator") else ""
+        what = (f"Imported {extra['network']} of a {extra['format']} ({config['img_resolution']} px, "
+                f"{extra['architecture']}{classes}){d}. ")
+    finish(as_json, f"{what}Checkpoint written to {path}; try `gencli sample stylegan -c {path}`",
+           output=str(path), family=meta["family"], format=extra.get("format", extra.get("layout")),
            next=f"gencli sample stylegan -c {path}")

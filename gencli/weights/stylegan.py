@@ -93,7 +93,13 @@ def import_weights(file, *, resolution: int, out) -> Path:
     arbitrary pickled objects. A training checkpoint's `g_running` (its EMA generator) is preferred.
     """
     file, out = Path(file), check_writable(Path(out))
-    state = load_foreign_state(file)
+    return save_v1(v1_state(load_foreign_state(file), file), file, resolution=resolution, out=out)
+
+
+def v1_state(data, file: Path) -> dict[str, torch.Tensor]:
+    """The generator state dict of a rosinality/style-based-gan-pytorch file (its `g_running`, the EMA
+    generator, preferred)."""
+    state = data
     if isinstance(state, dict):
         for key in ("g_running", "generator"):
             if isinstance(state.get(key), dict):
@@ -101,6 +107,20 @@ def import_weights(file, *, resolution: int, out) -> Path:
                 break
     if not tensor_dict(state):
         raise GencliError(f"{file} does not hold a state dict of tensors")
+    return state
+
+
+def is_v1(data) -> bool:
+    """Whether an object read from a torch file is a rosinality/style-based-gan-pytorch (StyleGAN1) one."""
+    if not isinstance(data, dict):
+        return False
+    state = data.get("g_running", data.get("generator", data))
+    return isinstance(state, dict) and any(str(k).removeprefix("module.").startswith("generator.progression.")
+                                           for k in state)
+
+
+def save_v1(state: dict[str, torch.Tensor], file: Path, *, resolution: int, out: Path) -> Path:
+    """The StyleGAN1 generator of `state`, cut at `resolution`, written as a gencli stylegan checkpoint."""
     G = from_rosinality_v1(state, resolution)
     return save_model(out, "stylegan", G, G.config, epoch=0, seed=0,
                       extra={"imported_from": file.name, "layout": "rosinality/style-based-gan-pytorch"})
