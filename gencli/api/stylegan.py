@@ -67,9 +67,16 @@ def class_names(family: str | None = None, checkpoint=None) -> list[str]:
     return read_metadata(find_checkpoint(family or "stylegan", checkpoint))["extra"].get("class_names", [])
 
 
-def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int = 4, truncation: float = 0.7,
+def default_truncation(G, truncation: float | None) -> float:
+    """0.7 for gencli's StyleGAN; 1 (no truncation, as NVIDIA's tools) for an imported StyleGAN2."""
+    if truncation is not None:
+        return truncation
+    return 1.0 if inference.is_stylegan2(G) else 0.7
+
+
+def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int = 4, truncation: float | None = None,
               noise_seed: int = 0, label: int | None = None, out, device: str = "cpu", scale: int = 1,
-              annotate: bool = False) -> Path:
+              annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
     """Write the style-mixing grid (in the format the extension of `out` names; a conditional model's of
     class `label`, default 0); returns its path.
     `scale`: upsample (nearest); `annotate`: the seeds as row and column headers."""
@@ -80,15 +87,16 @@ def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int 
     if not rows or not cols:
         raise OptionError("--rows and --cols each need at least one seed")
     G = _open("style-mix", checkpoint, device)
-    parts = inference.style_mix(G, rows, cols, cutoff, truncation, noise_seed, label)
+    parts = inference.style_mix(G, rows, cols, cutoff, default_truncation(G, truncation), noise_seed, label,
+                                truncation_cutoff, noise_mode)
     headers = dict(col_labels=[""] + [str(s) for s in cols], row_labels=[""] + [str(s) for s in rows],
                    corner="seed") if annotate else {}
     return save_grid(inference.style_mix_grid(*parts), out, nrow=len(cols) + 1, scale=scale, **headers)
 
 
-def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation: float = 0.7,
+def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation: float | None = None,
                 noise_seed: int = 0, label: int | None = None, out, device: str = "cpu", scale: int = 1,
-                annotate: bool = False) -> Path:
+                annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
     """Write interpolation strips (one row per pair of consecutive seeds; a conditional model's of class
     `label`, default 0) as an image, or, when `out` names
     an animated format (.gif, .webp), the frames along the whole path as an animation; returns its path.
@@ -98,7 +106,8 @@ def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation
     check_truncation(truncation)
     check_scale(scale)
     G = _open("interpolate", checkpoint, device)
-    images = inference.interpolate(G, seeds, steps, truncation, noise_seed, label)
+    images = inference.interpolate(G, seeds, steps, default_truncation(G, truncation), noise_seed, label,
+                                   truncation_cutoff, noise_mode)
     pairs = list(zip(seeds, seeds[1:]))
     if image_format(out) in ANIMATED:
         # The path once: each strip after the first starts where the one before ended.
