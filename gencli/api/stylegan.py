@@ -122,3 +122,45 @@ def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation
 def import_stylegan(file, *, resolution: int, out) -> Path:
     """Convert a rosinality/style-based-gan-pytorch checkpoint into a gencli stylegan checkpoint."""
     return weights.import_weights(file, resolution=resolution, out=out)
+
+
+def download_network(name: str, *, as_name: str | None = None, base_url: str | None = None, overwrite: bool = False,
+                     progress=None) -> tuple[Path, str]:
+    """Download one of NVIDIA's published StyleGAN2 networks (gencli.download.NETWORKS), check that it holds
+    the network of that name (resolution, classes), and keep it converted in the models folder as
+    NAME.safetensors, so that `-c NAME` finds it. Returns (checkpoint, model name)."""
+    import hashlib
+    import tempfile
+
+    from gencli import download
+    from gencli.catalog import models_dir
+    from gencli.checkpoint import save_model
+    from gencli.errors import NothingToDo
+    from gencli.files import check_name
+    from gencli.weights import stylegan2 as stylegan2_weights
+
+    if name not in download.NETWORKS:
+        raise GencliError(f"unknown StyleGAN2 network {name!r}; NVIDIA's: {', '.join(download.NETWORKS)}")
+    model_name = as_name or name
+    check_name(model_name, "model name")
+    network = download.NETWORKS[name]
+    target = models_dir() / f"{model_name}.safetensors"
+    if target.is_file() and not overwrite:
+        raise NothingToDo(f"{name} is already imported as {target}; --overwrite downloads it again")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gencli-", dir=target.parent) as tmp:
+        pkl = download.download_network(name, Path(tmp), base_url=base_url, progress=progress)
+        digest = hashlib.sha256()
+        with open(pkl, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        G, D, config, extra = stylegan2_weights.convert(pkl)
+        if config.img_resolution != network.resolution or config.c_dim != len(network.classes):
+            raise GencliError(
+                f"{network.url(base_url)} is not NVIDIA's {name} network: it holds a {config.img_resolution} px network "
+                f"with {config.c_dim} classes, {name} is {network.resolution} px with {len(network.classes)}")
+        extra.update(source_url=network.url(base_url), source_sha256=digest.hexdigest(), name=name)
+        if network.classes:
+            extra["class_names"] = list(network.classes)
+        path = save_model(target, "stylegan2", G, config, epoch=0, seed=0, extra=extra, discriminator=D)
+    return path, model_name
