@@ -19,6 +19,7 @@ import stat
 import urllib.error
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -247,3 +248,47 @@ def download_weights(name: str, folder: Path, *, base_url: str | None = None,
     check_name(name, "model name")
     url = (base_url or WEIGHTS_URL).rstrip("/") + f"/{name}.pth"
     return fetch(url, Path(folder) / f"{name}.pth", progress=progress)
+
+
+# --- NVIDIA's StyleGAN2 networks --------------------------------------------------------------------------
+
+NVIDIA_ADA_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
+
+
+@dataclass(frozen=True)
+class Network:
+    """One of NVIDIA's published StyleGAN2 pickles: where it is and what it must hold (the check that the
+    file downloaded is the network asked for)."""
+    file: str  # its path under NVIDIA_ADA_URL (or a --base-url mirror)
+    resolution: int
+    classes: tuple[str, ...] = ()  # a conditional network's class names
+
+    def url(self, base_url: str | None = None) -> str:
+        return (base_url.rstrip("/") + "/" + self.file.rsplit("/", 1)[-1]) if base_url else NVIDIA_ADA_URL + self.file
+
+
+CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+# stylegan2-ada-pytorch's pretrained networks (README, "Data repository") and the transfer-learning sources
+# of its train.py --resume (ffhq256, ffhq512, ffhq1024); NVIDIA publishes them under the NVIDIA Source Code
+# License (non-commercial), and gencli does not redistribute them.
+NETWORKS = {
+    "ffhq": Network("ffhq.pkl", 1024),
+    "metfaces": Network("metfaces.pkl", 1024),
+    "afhqcat": Network("afhqcat.pkl", 512),
+    "afhqdog": Network("afhqdog.pkl", 512),
+    "afhqwild": Network("afhqwild.pkl", 512),
+    "brecahad": Network("brecahad.pkl", 512),
+    "cifar10": Network("cifar10.pkl", 32, CIFAR10),
+    "ffhq-res256": Network("transfer-learning-source-nets/ffhq-res256-mirror-paper256-noaug.pkl", 256),
+    "ffhq-res512": Network("transfer-learning-source-nets/ffhq-res512-mirror-stylegan2-noaug.pkl", 512),
+    "ffhq-res1024": Network("transfer-learning-source-nets/ffhq-res1024-mirror-stylegan2-noaug.pkl", 1024),
+}
+
+
+def download_network(name: str, folder: Path, *, base_url: str | None = None,
+                     progress: ByteProgress | None = None) -> Path:
+    """Download NVIDIA's network pickle NAME into `folder`; returns the file (not yet checked: see
+    gencli.api.stylegan.download_network)."""
+    network = NETWORKS[name]
+    return fetch(network.url(base_url), Path(folder) / network.file.rsplit("/", 1)[-1], progress=progress)

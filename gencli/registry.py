@@ -20,6 +20,7 @@ class Family:
     config_name: str
     commands: frozenset[str]
     defaults: tuple[tuple[str, object], ...] = ()  # config fields that differ from the dataclass defaults
+    kind: str = ""  # the family name commands know it by, when another (stylegan2 is a kind of stylegan)
 
     @property
     def module(self):
@@ -103,10 +104,15 @@ FAMILIES: dict[str, Family] = {
                        frozenset({"train", "sample", "style-mix", "interpolate", "evaluate", "export"})),
     # NVIDIA's StyleGAN2 networks, imported (`gencli import-weights stylegan`): the stylegan commands but train
     "stylegan2": Family("stylegan2", "gencli.models.stylegan2", "StyleGAN2Config",
-                        frozenset({"sample", "style-mix", "interpolate", "evaluate", "export"})),
+                        frozenset({"sample", "style-mix", "interpolate", "evaluate", "export"}), kind="stylegan"),
     "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate", "evaluate", "export"})),
     "classifier": Family("classifier", "gencli.models.classifier", "ClassifierConfig", frozenset()),  # judges digits
 }
+
+
+def is_kind(held: str, wanted: str) -> bool:
+    """Whether a model of family `held` is what a command asking for `wanted` takes (a stylegan2 is a stylegan)."""
+    return held == wanted or FAMILIES[held].kind == wanted
 
 
 def get_family(name: str) -> Family:

@@ -28,7 +28,7 @@ from gencli.catalog import (RUNS_DIR, ModelSource, bundled_checkpoint, locate_ch
                             models_dir, path_argument, shadowed, tell)
 from gencli.checkpoint import MODEL_FILE, RESUME_FILE, decode_metadata, load_model, load_resume, read_metadata
 from gencli.errors import GencliError, NothingToDo, OptionError
-from gencli.registry import get_family, require_command
+from gencli.registry import get_family, is_kind, require_command
 
 OPTIONS_FILE = "options.json"
 LOCK_FILE = ".lock"
@@ -55,7 +55,7 @@ def open_model(command: str, family: str | None = None, checkpoint: str | Path |
     source = locate_checkpoint(name or family, checkpoint, hint=hint)
     path = source.path
     held = read_metadata(path)["family"]
-    if family is not None and held != family:
+    if family is not None and not is_kind(held, family):
         raise GencliError(f"{path} holds a {held} model, but this needs {family}")
     require_command(held, command)
     model, meta = load_model(path, held, distributed.resolve_device(str(device)))

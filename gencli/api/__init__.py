@@ -19,7 +19,7 @@ _WHERE = {
     "gencli.api.info": ["ModelSource", "describe_model", "locate_model", "watch_models"],
     "gencli.api.cyclegan": ["download_dataset", "download_weights", "export_fp16", "import_cyclegan",
                             "train_cyclegan", "translate"],
-    "gencli.api.stylegan": ["class_names", "import_stylegan", "interpolate", "style_mix", "train_stylegan"],
+    "gencli.api.stylegan": ["class_names", "download_network", "import_stylegan", "interpolate", "style_mix", "train_stylegan"],
     "gencli.api.vae": ["evaluate", "latent_grid", "reconstruct", "sample", "train_vae"],
     "gencli.api.exports": ["export", "EXPORT_FORMATS"],
     "gencli.checkpoint": ["read_metadata"],

@@ -36,8 +36,13 @@ def evaluate_gan(model, meta: dict, *, data: str | None = None, data_dir: str | 
                                                                      cache_dir=cache, progress=progress)}
     if samples < 2 or reference < 2:
         raise OptionError("--samples and --reference must be at least 2")
-    dataset = dataset or "mnist"
-    images = evaluation.reference_subset(load_training_images(dataset, data_dir, model.config.resolution), reference)
+    if meta["family"] == "stylegan2":  # an imported network: its training images are not at hand
+        if dataset is None:
+            raise OptionError("this network records no data set: pass --data DIR, a folder of images to compare with")
+        resolution = model.config.img_resolution
+    else:
+        dataset, resolution = dataset or "mnist", model.config.resolution
+    images = evaluation.reference_subset(load_training_images(dataset, data_dir, resolution), reference)
     classifier = load_digit_classifier(device=device) if dataset == "mnist" and dataset in IDX_DATASETS else None
     return {"data": dataset, **evaluation.evaluate_generator(model, images, net, n_samples=samples,
                                                              truncation=truncation, classifier=classifier,

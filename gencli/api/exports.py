@@ -32,7 +32,7 @@ def export(model: str | Path, *, format: str = "onnx", out: str | Path | None = 
     given = path_argument(model)
     net, meta = open_model("export", None, given, "cpu", name=None if given else str(model), hint=HINT)
     family = meta["family"]
-    if truncation is not None and family != "stylegan":
+    if truncation is not None and family not in ("stylegan", "stylegan2"):
         raise OptionError(f"--truncation applies to stylegan models only, not {family}")
     if family == "cyclegan" and direction not in net.config.directions:
         raise OptionError(f"this model holds no {direction} generator (it has {', '.join(net.config.directions)})")
@@ -55,5 +55,6 @@ def export(model: str | Path, *, format: str = "onnx", out: str | Path | None = 
             raise GencliError(f"the exported {format} network differs from PyTorch by {result['max_abs_diff']:.3g} "
                               f"(more than {TOLERANCE[fp16]}); {out} was written but should not be trusted")
         network = {"vae": "vae decoder", "cvae": "cvae decoder", "stylegan": "stylegan generator",
+                   "stylegan2": "stylegan2 generator (its constant noise)",
                    "cyclegan": f"cyclegan {direction} generator"}[family]
     return {"output": str(out), "format": format, "family": family, "network": network, "fp16": fp16, **result}

@@ -3,11 +3,16 @@ shared by every family that samples)."""
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from pathlib import Path
 
+from gencli import download
 from gencli.api.common import check_numbers, check_positive, check_scale, check_train_precision, check_truncation, options_named
-from gencli.checkpoint import read_metadata
-from gencli.errors import GencliError, OptionError
+from gencli.catalog import models_dir
+from gencli.checkpoint import read_metadata, save_model
+from gencli.errors import GencliError, NothingToDo, OptionError
+from gencli.files import check_name
 from gencli.images import ANIMATED, check_image_path, image_format, save_animation, save_grid
 from gencli.inference import stylegan as inference
 from gencli.runs import find_checkpoint, open_model
@@ -67,9 +72,16 @@ def class_names(family: str | None = None, checkpoint=None) -> list[str]:
     return read_metadata(find_checkpoint(family or "stylegan", checkpoint))["extra"].get("class_names", [])
 
 
-def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int = 4, truncation: float = 0.7,
+def default_truncation(G, truncation: float | None) -> float:
+    """0.7 for gencli's StyleGAN; 1 (no truncation, as NVIDIA's tools) for an imported StyleGAN2."""
+    if truncation is not None:
+        return truncation
+    return 1.0 if inference.is_stylegan2(G) else 0.7
+
+
+def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int = 4, truncation: float | None = None,
               noise_seed: int = 0, label: int | None = None, out, device: str = "cpu", scale: int = 1,
-              annotate: bool = False) -> Path:
+              annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
     """Write the style-mixing grid (in the format the extension of `out` names; a conditional model's of
     class `label`, default 0); returns its path.
     `scale`: upsample (nearest); `annotate`: the seeds as row and column headers."""
@@ -80,15 +92,16 @@ def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int 
     if not rows or not cols:
         raise OptionError("--rows and --cols each need at least one seed")
     G = _open("style-mix", checkpoint, device)
-    parts = inference.style_mix(G, rows, cols, cutoff, truncation, noise_seed, label)
+    parts = inference.style_mix(G, rows, cols, cutoff, default_truncation(G, truncation), noise_seed, label,
+                                truncation_cutoff, noise_mode)
     headers = dict(col_labels=[""] + [str(s) for s in cols], row_labels=[""] + [str(s) for s in rows],
                    corner="seed") if annotate else {}
     return save_grid(inference.style_mix_grid(*parts), out, nrow=len(cols) + 1, scale=scale, **headers)
 
 
-def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation: float = 0.7,
+def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation: float | None = None,
                 noise_seed: int = 0, label: int | None = None, out, device: str = "cpu", scale: int = 1,
-                annotate: bool = False) -> Path:
+                annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
     """Write interpolation strips (one row per pair of consecutive seeds; a conditional model's of class
     `label`, default 0) as an image, or, when `out` names
     an animated format (.gif, .webp), the frames along the whole path as an animation; returns its path.
@@ -98,7 +111,8 @@ def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation
     check_truncation(truncation)
     check_scale(scale)
     G = _open("interpolate", checkpoint, device)
-    images = inference.interpolate(G, seeds, steps, truncation, noise_seed, label)
+    images = inference.interpolate(G, seeds, steps, default_truncation(G, truncation), noise_seed, label,
+                                   truncation_cutoff, noise_mode)
     pairs = list(zip(seeds, seeds[1:]))
     if image_format(out) in ANIMATED:
         # The path once: each strip after the first starts where the one before ended.
@@ -124,3 +138,35 @@ def import_stylegan(file, *, out, resolution: int | None = None, network: str = 
         check_positive(resolution=resolution)
     return stylegan2_weights.import_weights(file, out=out, resolution=resolution, network=network,
                                             class_names=class_names)
+
+
+def download_network(name: str, *, as_name: str | None = None, base_url: str | None = None, overwrite: bool = False,
+                     progress=None) -> tuple[Path, str]:
+    """Download one of NVIDIA's published StyleGAN2 networks (gencli.download.NETWORKS), check that it holds
+    the network of that name (resolution, classes), and keep it converted in the models folder as
+    NAME.safetensors, so that `-c NAME` finds it. Returns (checkpoint, model name)."""
+    if name not in download.NETWORKS:
+        raise GencliError(f"unknown StyleGAN2 network {name!r}; NVIDIA's: {', '.join(download.NETWORKS)}")
+    model_name = as_name or name
+    check_name(model_name, "model name")
+    network = download.NETWORKS[name]
+    target = models_dir() / f"{model_name}.safetensors"
+    if target.is_file() and not overwrite:
+        raise NothingToDo(f"{name} is already imported as {target}; --overwrite downloads it again")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gencli-", dir=target.parent) as tmp:
+        pkl = download.download_network(name, Path(tmp), base_url=base_url, progress=progress)
+        digest = hashlib.sha256()
+        with open(pkl, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        G, D, config, extra = stylegan2_weights.convert(pkl)
+        if config.img_resolution != network.resolution or config.c_dim != len(network.classes):
+            raise GencliError(
+                f"{network.url(base_url)} is not NVIDIA's {name} network: it holds a {config.img_resolution} px network "
+                f"with {config.c_dim} classes, {name} is {network.resolution} px with {len(network.classes)}")
+        extra.update(source_url=network.url(base_url), source_sha256=digest.hexdigest(), name=name)
+        if network.classes:
+            extra["class_names"] = list(network.classes)
+        path = save_model(target, "stylegan2", G, config, epoch=0, seed=0, extra=extra, discriminator=D)
+    return path, model_name

@@ -72,10 +72,12 @@ def seed_span(seeds: list[int]) -> str:
 def sample(family: str | None = None, *, checkpoint: str | Path | None = None, seeds: list[int] | None = None,
            label: int | None = None, nrow: int = 8, out: str | Path, device: str = "cpu",
            truncation: float | None = None, outdir: str | Path | None = None, scale: int = 1,
-           annotate: bool = False) -> Path:
+           annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
     """Prior samples, one image per seed, as one grid (in the format the extension of `out` names). A cvae,
     or a conditional stylegan, without `label` draws one class per row (0-9 in turn; by default ten rows). A stylegan uses the
-    truncation trick (default 0.7; 1 turns it off) and draws each image's z and noise from its own seed.
+    truncation trick (default 0.7; 1 turns it off) and draws each image's z and noise from its own seed; an
+    imported StyleGAN2 draws z as NVIDIA's tools do, with their defaults (truncation 1, their constant noise:
+    `noise_mode` const, random or none), `truncation_cutoff` truncating only the first layers.
 
     `outdir`: also one PNG per seed there (seed0042.png). `scale`: upsample the images (nearest).
     `annotate`: head each row with its label (cvae) or its seeds."""
@@ -87,20 +89,26 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
     check_truncation(truncation)
     check_scale(scale)
     model, meta = _open("sample", family, checkpoint, device)
-    if meta["family"] == "stylegan":
+    if meta["family"] in ("stylegan", "stylegan2"):
         classes = model.config.num_classes
         if label is not None and not classes:
             raise OptionError("--label needs a conditional model (a cvae, or a stylegan trained with --cond)")
-        if seeds is None:
-            seeds = list(range(nrow * classes if classes and label is None else 64))
+        if seeds is None:  # 64, or 8 of a network of 256 px and more
+            many = 64 if model.synthesis.layer_resolutions[-1] < 256 else 8
+            seeds = list(range(nrow * classes if classes and label is None else many))
         if not seeds:
             raise OptionError("no seeds to sample")
         labels = (stylegan_inference.class_rows(len(seeds), nrow, classes) if label is None
                   else torch.full((len(seeds),), label))
-        images = stylegan_inference.generate(model, seeds, 0.7 if truncation is None else truncation, labels=labels)
+        if truncation is None:
+            truncation = 1.0 if meta["family"] == "stylegan2" else 0.7
+        images = stylegan_inference.generate(model, seeds, truncation, labels=labels, cutoff=truncation_cutoff,
+                                             noise_mode=noise_mode)
     else:
-        if truncation is not None:
-            raise OptionError(f"--truncation applies to stylegan models only, not {meta['family']}")
+        for name, value in (("--truncation", truncation), ("--noise-mode", noise_mode),
+                            ("--truncation-cutoff", truncation_cutoff)):
+            if value is not None:
+                raise OptionError(f"{name} applies to stylegan models only, not {meta['family']}")
         _check_label(model, label)
         classes = model.config.num_classes
         if seeds is None:

@@ -144,24 +144,42 @@ def download(
 
 
 @app.command("download-weights", epilog=examples(
+    "gencli download-weights ffhq            # NVIDIA's FFHQ faces; then: gencli sample stylegan -c ffhq --seeds 0-3",
     "gencli download-weights monet2photo     # then style_monet: a two-way model",
     "gencli download-weights horse2zebra --json"))
 @fails_cleanly
 def download_weights(
-    name: Annotated[str, typer.Argument(help="Official pretrained generator: monet2photo (Monet to photo), style_monet (photo to Monet), horse2zebra, ...")],
-    as_name: Annotated[Optional[str], typer.Option("--name", help="Model name to store it under (default: its data set, e.g. style_monet -> monet2photo).")] = None,
-    direction: Annotated[Optional[Direction], typer.Option(help="Direction it translates in that model (default: from the official name).")] = None,
+    name: Annotated[str, typer.Argument(help="NVIDIA's StyleGAN2 networks: ffhq, metfaces, afhqcat, afhqdog, afhqwild, brecahad, cifar10, ffhq-res256, ffhq-res512, ffhq-res1024; official CycleGAN generators: monet2photo (Monet to photo), style_monet (photo to Monet), horse2zebra, ...")],
+    as_name: Annotated[Optional[str], typer.Option("--name", help="Model name to store it under (default: the network's name; a CycleGAN's: its data set, e.g. style_monet -> monet2photo).")] = None,
+    direction: Annotated[Optional[Direction], typer.Option(help="CycleGAN: direction it translates in that model (default: from the official name).")] = None,
     base_url: BaseUrlOpt = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace that direction if it was imported before.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Download again and replace the model (a CycleGAN: that direction) imported before.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Download an official pretrained CycleGAN generator and import it (see `import-weights cyclegan`).
+    """Download published weights and import them into the models folder.
 
-    Files come from http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/NAME.pth. Each holds one
-    direction; `monet2photo` then `style_monet` make one two-way monet2photo model.
+    NVIDIA's StyleGAN2 networks come from https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/
+    (NVIDIA Source Code License: non-commercial use; gencli does not redistribute them); the file must hold
+    the network of that name. CycleGAN generators come from
+    http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/NAME.pth, one direction each: `monet2photo`
+    then `style_monet` make one two-way monet2photo model.
     """
     from gencli import api
+    from gencli.download import NETWORKS  # torch-free
 
+    if name in NETWORKS:
+        if direction is not None:
+            raise OptionError(f"--direction is for CycleGAN generators; {name} is a StyleGAN2 network")
+        update, stop = download_bar(f"{name}.pkl")
+        try:
+            path, model_name = api.download_network(name, as_name=as_name, base_url=base_url, overwrite=overwrite,
+                                                    progress=update)
+        finally:
+            stop()
+        command = f"gencli sample stylegan -c {model_name} --seeds 0-3 --outdir {model_name}"
+        finish(as_json, f"Imported NVIDIA's {name} as {model_name} into {path}; try: {command}",
+               output=str(path), name=model_name, next=command)
+        return
     update, stop = download_bar(f"{name}.pth")
     try:
         path, model_name, chosen = api.download_weights(name, as_name=as_name,

@@ -134,6 +134,17 @@ LabelOpt = Annotated[Optional[int], typer.Option(help="Class to condition on (cv
 TrainPrecisionOpt = Annotated[TrainPrecision, typer.Option(help="auto (bf16 autocast on CUDA or a CPU with native bf16, else fp32), fp32 or bf16.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Image file to write; its extension names the format: .png, .jpg, .webp or .gif.")]
 ScaleOpt = Annotated[int, typer.Option(help="Upsample the images K times (nearest neighbour), for viewing.", metavar="K")]
+class NoiseMode(str, Enum):
+    const = "const"
+    random = "random"
+    none = "none"
+
+
+NoiseModeOpt = Annotated[Optional[NoiseMode], typer.Option(
+    help="stylegan: const (the noise stored in a StyleGAN2, NVIDIA's default), random (from each image's seed; "
+         "gencli's StyleGAN default) or none.")]
+TruncationCutoffOpt = Annotated[Optional[int], typer.Option(
+    help="stylegan: truncate only the first N style layers (NVIDIA's truncation_cutoff; default all).", metavar="N")]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder to write (default: runs/NAME).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")]
 LogEveryOpt = Annotated[float, typer.Option(

@@ -12,7 +12,7 @@ import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
 from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, ModelArg,
-                               OutputOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app, examples, fails_cleanly,
+                               NoiseModeOpt, OutputOpt, TruncationCutoffOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app, examples, fails_cleanly,
                                finish, import_app, model_choice,
                                train_app, warn_skipped)
 from gencli.errors import OptionError
@@ -22,8 +22,8 @@ class Style(str, Enum):
     adain = "adain"
     demod = "demod"
 
-TruncationOpt = Annotated[float, typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it.")]
-NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise, the same for every image.")]
+TruncationOpt = Annotated[Optional[float], typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it (default 0.7; 1 for an imported StyleGAN2, as NVIDIA's tools).")]
+NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise of --noise-mode random, the same for every image.")]
 ClassOpt = Annotated[Optional[int], typer.Option("--label", help="Class to draw, for a model trained with --cond (default 0).")]
 
 
@@ -94,7 +94,9 @@ def style_mix(
     rows: Annotated[str, typer.Option(help="Seeds of the rows: their coarse styles (layers below --cutoff).")] = "0-3",
     cols: Annotated[str, typer.Option(help="Seeds of the columns: their fine styles.")] = "4-7",
     cutoff: Annotated[int, typer.Option(help="Style layers taken from the row seed (4 = the 4 and 8 px layers).")] = 4,
-    truncation: TruncationOpt = 0.7,
+    truncation: TruncationOpt = None,
+    truncation_cutoff: TruncationCutoffOpt = None,
+    noise_mode: NoiseModeOpt = None,
     noise_seed: NoiseSeedOpt = 0,
     label: ClassOpt = None,
     checkpoint: CheckpointOpt = None,
@@ -111,7 +113,8 @@ def style_mix(
     path = api.style_mix(checkpoint=checkpoint, rows=api.common.parse_seeds(rows, "--rows"),
                          cols=api.common.parse_seeds(cols, "--cols"), cutoff=cutoff, truncation=truncation,
                          noise_seed=noise_seed, label=label, out=output or Path("stylegan_style_mix.png"), device=device.value,
-                         scale=scale, annotate=annotate)
+                         scale=scale, annotate=annotate, noise_mode=noise_mode.value if noise_mode else None,
+                         truncation_cutoff=truncation_cutoff)
     finish(as_json, f"Style-mixing grid written to {path}", output=str(path))
 
 
@@ -123,7 +126,9 @@ def interpolate(
     model: ModelArg = None,
     seeds: Annotated[str, typer.Option(help="Two or more seeds; one strip per consecutive pair, e.g. 0,1 or 0-3.")] = "0,1",
     steps: Annotated[int, typer.Option(help="Images per strip, ends included.")] = 8,
-    truncation: TruncationOpt = 0.7,
+    truncation: TruncationOpt = None,
+    truncation_cutoff: TruncationCutoffOpt = None,
+    noise_mode: NoiseModeOpt = None,
     noise_seed: NoiseSeedOpt = 0,
     label: ClassOpt = None,
     checkpoint: CheckpointOpt = None,
@@ -141,7 +146,8 @@ def interpolate(
     path = api.interpolate(checkpoint=checkpoint, seeds=api.common.parse_seeds(seeds), steps=steps,
                            truncation=truncation, noise_seed=noise_seed, label=label,
                            out=output or Path("stylegan_interpolation.png"), device=device.value,
-                           scale=scale, annotate=annotate)
+                           scale=scale, annotate=annotate, noise_mode=noise_mode.value if noise_mode else None,
+                           truncation_cutoff=truncation_cutoff)
     finish(as_json, f"Interpolation written to {path}", output=str(path))
 
 

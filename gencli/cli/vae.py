@@ -11,7 +11,7 @@ import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
 from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LabelOpt, LogEveryOpt,
-                               ModelArg, ModelOpt, OutputOpt, RunDirOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app,
+                               ModelArg, ModelOpt, NoiseModeOpt, OutputOpt, TruncationCutoffOpt, RunDirOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app,
                                examples, fails_cleanly, finish,
                                model_choice, model_name, train_app)
 from gencli.errors import OptionError
@@ -83,7 +83,9 @@ def sample(
     seed: Annotated[int, typer.Option(help="First seed; image i uses seed+i.")] = 0,
     seeds: Annotated[Optional[str], typer.Option(help="Explicit seeds, e.g. 0-63 or 1,5,9 (overrides -n/--seed).")] = None,
     label: LabelOpt = None,
-    truncation: Annotated[Optional[float], typer.Option(help="stylegan only: truncation psi in [0, 1] (default 0.7; 1 disables it).")] = None,
+    truncation: Annotated[Optional[float], typer.Option(help="stylegan only: truncation psi in [0, 1] (default 0.7; 1 disables it; an imported StyleGAN2: 1, as NVIDIA's tools).")] = None,
+    truncation_cutoff: TruncationCutoffOpt = None,
+    noise_mode: NoiseModeOpt = None,
     checkpoint: CheckpointOpt = None,
     output: OutputOpt = None,
     outdir: Annotated[Optional[Path], typer.Option(help="Also write one PNG per seed into this folder (seed0042.png).")] = None,
@@ -107,7 +109,8 @@ def sample(
         seed_list = None
     out = output or Path(f"{family or 'model'}_samples.png")
     path = api.sample(family, checkpoint=checkpoint, seeds=seed_list, label=label, nrow=nrow, out=out,
-                      device=device.value, truncation=truncation, outdir=outdir, scale=scale, annotate=annotate)
+                      device=device.value, truncation=truncation, outdir=outdir, scale=scale, annotate=annotate,
+                      noise_mode=noise_mode.value if noise_mode else None, truncation_cutoff=truncation_cutoff)
     names, legend = api.class_names(family, checkpoint), ""
     if names and label is not None:
         legend = f" (class {label}: {names[label]})"

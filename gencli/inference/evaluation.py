@@ -174,7 +174,8 @@ def evaluate_generator(G: nn.Module, reference_images: torch.Tensor, feature_net
         for i in range(0, n_samples, batch_size):
             chunk = None if labels is None else labels[i : i + batch_size]
             images = (generate(G, seeds[i : i + batch_size], truncation, labels=chunk) * 255).round().to(torch.uint8)
-            samples.append(images)
+            if classifier is not None:  # kept for the digit statistics only (1024 px samples would not fit)
+                samples.append(images)
             yield images
 
     report = (lambda n: progress("samples", n, n_samples)) if progress else None

@@ -1,43 +1,103 @@
 """Using a trained StyleGAN: samples with the truncation trick, the style-mixing grid and interpolation
 in w space (Karras et al. 2019, Sec. 3 and Fig. 3). Tensors in and out, images in [0, 1]; every image
 draws its z and noise from its own seed, so it does not depend on the batch. A conditional model draws
-the class it is given (`labels`; default class 0)."""
+the class it is given (`labels`; default class 0).
+
+Both StyleGAN families work here (gencli's own, gencli.models.stylegan, and NVIDIA's StyleGAN2,
+gencli.models.stylegan2). A StyleGAN2 draws z as NVIDIA's generate.py and gen_images.py do,
+`numpy.random.RandomState(seed).randn(z_dim)`, so a seed gives the image NVIDIA's tools give, and its noise
+is by default the constant noise stored in the network (their default noise mode)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from gencli.errors import GencliError
+from gencli.errors import GencliError, OptionError
 from gencli.images import to_unit
 from gencli.models.stylegan import Generator
+from gencli.models.stylegan2 import StyleGAN2Config
+
+NOISE_MODES = ("const", "random", "none")  # stored noise, noise from each image's seed, no noise
 
 
-def seed_inputs(G: Generator, seeds: list[int], noise_seed: int | None = None):
+def is_stylegan2(G) -> bool:
+    return isinstance(G.config, StyleGAN2Config)
+
+
+def default_noise_mode(G) -> str:
+    """const for a StyleGAN2 (NVIDIA's default), random (from each image's seed) for gencli's StyleGAN."""
+    return "const" if is_stylegan2(G) else "random"
+
+
+def check_noise_mode(G, noise_mode: str | None) -> str:
+    mode = noise_mode or default_noise_mode(G)
+    if mode not in NOISE_MODES:
+        raise OptionError(f"--noise-mode must be one of {', '.join(NOISE_MODES)}, got {mode!r}")
+    if mode == "const" and not is_stylegan2(G):
+        raise OptionError("--noise-mode const needs a network that stores constant noise (a StyleGAN2); "
+                          "this stylegan draws its noise from the seeds (random) or none")
+    return mode
+
+
+def seed_z(G, seed: int) -> torch.Tensor:
+    """z (z_dim,) of one seed: NumPy's RandomState for a StyleGAN2 (as NVIDIA's tools), else torch's generator."""
+    if is_stylegan2(G):
+        return torch.from_numpy(np.random.RandomState(seed).randn(G.config.z_dim)).float()
+    return torch.randn(G.config.z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def layer_noise(G, generator: torch.Generator) -> list[torch.Tensor]:
+    return [torch.randn(1, r, r, generator=generator) for r in G.synthesis.layer_resolutions]
+
+
+def seed_inputs(G, seeds: list[int], noise_seed: int | None = None, noise_mode: str | None = None):
     """z (N, z_dim) and per-layer noise [(N, 1, r, r)] from each image's own seed, so an image does not
-    depend on the batch; with `noise_seed` every image gets the same noise (drawn from that seed)."""
-    def layer_noise(g):
-        return [torch.randn(1, r, r, generator=g) for r in G.synthesis.layer_resolutions]
-
-    zs, noises = [], []
-    for s in seeds:
-        g = torch.Generator().manual_seed(s)
-        zs.append(torch.randn(G.config.z_dim, generator=g))
-        noises.append(layer_noise(g))
+    depend on the batch; with `noise_seed` every image gets the same noise (drawn from that seed). The
+    noise is None where the network supplies it (a StyleGAN2's const and none modes)."""
+    mode = check_noise_mode(G, noise_mode)
+    zs = torch.stack([seed_z(G, s) for s in seeds])
+    if mode == "none" and not is_stylegan2(G):
+        return zs, [torch.zeros(len(seeds), 1, r, r) for r in G.synthesis.layer_resolutions]
+    if mode != "random":
+        return zs, None
     if noise_seed is not None:
-        shared = layer_noise(torch.Generator().manual_seed(noise_seed))
-        noises = [shared] * len(seeds)
-    return torch.stack(zs), [torch.stack(layer) for layer in zip(*noises)]
+        noises = [layer_noise(G, torch.Generator().manual_seed(noise_seed))] * len(seeds)
+    elif is_stylegan2(G):
+        noises = [layer_noise(G, torch.Generator().manual_seed(s)) for s in seeds]
+    else:  # after z, from the same generator (as gencli's StyleGAN always drew them)
+        noises = []
+        for s in seeds:
+            g = torch.Generator().manual_seed(s)
+            torch.randn(G.config.z_dim, generator=g)
+            noises.append(layer_noise(G, g))
+    return zs, [torch.stack(layer) for layer in zip(*noises)]
+
+
+def batch_for(G) -> int:
+    """Images per synthesis call: 64 up to 64 px, fewer above, one at 512 px and more (bounded memory)."""
+    res = G.synthesis.layer_resolutions[-1]
+    return max(1, min(64, 2**18 // res**2))
 
 
 @torch.no_grad()
-def synthesize(G: Generator, ws: torch.Tensor, noise: list[torch.Tensor], batch_size: int = 64) -> torch.Tensor:
-    """g(ws) in chunks, as images in [0, 1] on the CPU."""
+def synthesize(G, ws: torch.Tensor, noise: list[torch.Tensor] | None, noise_mode: str | None = None,
+               batch_size: int | None = None) -> torch.Tensor:
+    """g(ws) in chunks, as images in [0, 1] on the CPU. `noise` None: the network's own (StyleGAN2 const
+    or none, as `noise_mode` says)."""
     dev = G.w_avg.device
+    batch_size = batch_size or batch_for(G)
+    mode = {"noise_mode": check_noise_mode(G, noise_mode)} if is_stylegan2(G) else {}
     out = []
     for i in range(0, len(ws), batch_size):
-        chunk = [n[i : i + batch_size].to(dev) for n in noise]
-        out.append(to_unit(G.synthesis(ws[i : i + batch_size].to(dev), chunk)).cpu())
+        chunk = None if noise is None else [n[i : i + batch_size].to(dev) for n in noise]
+        out.append(to_unit(G.synthesis(ws[i : i + batch_size].to(dev), chunk, **mode)).cpu())
     return torch.cat(out)
+
+
+def shared_noise(noise: list[torch.Tensor] | None, k: int) -> list[torch.Tensor] | None:
+    """The first image's noise for k images (None stays None: the network's own noise is shared anyway)."""
+    return None if noise is None else [n[:1].expand(k, -1, -1, -1) for n in noise]
 
 
 def class_rows(n: int, nrow: int, num_classes: int) -> torch.Tensor | None:
@@ -60,40 +120,51 @@ def seed_labels(G: Generator, n: int, labels) -> torch.Tensor | None:
     return labels
 
 
+def check_cutoff(G, cutoff: int | None) -> None:
+    if cutoff is not None and not 0 <= cutoff <= G.num_ws:
+        raise OptionError(f"--truncation-cutoff must be between 0 and {G.num_ws} (this model's style layers), got {cutoff}")
+
+
 @torch.no_grad()
-def seed_ws(G: Generator, seeds: list[int], truncation: float = 1.0, noise_seed: int | None = None, labels=None):
-    """(ws (N, num_ws, w_dim), noise) for the seeds, truncated. A conditional G draws class `labels` (an int
-    for every seed, or one per seed; default 0)."""
-    z, noise = seed_inputs(G, seeds, noise_seed)
+def seed_ws(G, seeds: list[int], truncation: float = 1.0, noise_seed: int | None = None, labels=None,
+            cutoff: int | None = None, noise_mode: str | None = None):
+    """(ws (N, num_ws, w_dim), noise) for the seeds, truncated (with `cutoff`, only the first `cutoff`
+    layers, as NVIDIA's truncation_cutoff). A conditional G draws class `labels` (an int for every seed, or
+    one per seed; default 0)."""
+    check_cutoff(G, cutoff)
+    z, noise = seed_inputs(G, seeds, noise_seed, noise_mode)
     labels = seed_labels(G, len(seeds), labels)
-    w = G.truncate(G.mapping(z.to(G.w_avg.device), labels), truncation, labels)
-    return G.broadcast(w).cpu(), noise
+    w = G.mapping(z.to(G.w_avg.device), labels)
+    ws = G.broadcast(G.truncate(w, truncation, labels))
+    if cutoff is not None:
+        ws = torch.cat([ws[:, :cutoff], G.broadcast(w)[:, cutoff:]], 1)
+    return ws.cpu(), noise
 
 
-def generate(G: Generator, seeds: list[int], truncation: float = 1.0, noise_seed: int | None = None,
-             labels=None) -> torch.Tensor:
+def generate(G, seeds: list[int], truncation: float = 1.0, noise_seed: int | None = None, labels=None,
+             cutoff: int | None = None, noise_mode: str | None = None) -> torch.Tensor:
     """One image per seed, (N, C, H, W) in [0, 1]; conditional: of class `labels` (see seed_ws)."""
     G.eval()
-    return synthesize(G, *seed_ws(G, seeds, truncation, noise_seed, labels))
+    return synthesize(G, *seed_ws(G, seeds, truncation, noise_seed, labels, cutoff, noise_mode), noise_mode)
 
 
-def style_mix(G: Generator, row_seeds: list[int], col_seeds: list[int], cutoff: int, truncation: float = 1.0,
-              noise_seed: int = 0, label: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def style_mix(G, row_seeds: list[int], col_seeds: list[int], cutoff: int, truncation: float = 1.0,
+              noise_seed: int = 0, label: int | None = None, truncation_cutoff: int | None = None,
+              noise_mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The paper's Fig. 3: cell (i, j) takes the styles of layers < `cutoff` (the coarse ones) from row
     seed i and the rest from column seed j; the noise is the same everywhere. Returns (row images (R, ...),
     column images (C, ...), cells (R, C, ...)). cutoff 0 gives the column image, num_ws the row image."""
     if not 0 <= cutoff <= G.num_ws:
         raise GencliError(f"--cutoff must be between 0 and {G.num_ws} (this model's style layers), got {cutoff}")
     G.eval()
-    rows, noise = seed_ws(G, row_seeds, truncation, noise_seed, label)
-    cols, _ = seed_ws(G, col_seeds, truncation, noise_seed, label)
+    rows, noise = seed_ws(G, row_seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
+    cols, _ = seed_ws(G, col_seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
     r, c = len(row_seeds), len(col_seeds)
     mixed = cols.unsqueeze(0).repeat(r, 1, 1, 1)  # (R, C, num_ws, w_dim)
     mixed[:, :, :cutoff] = rows[:, None, :cutoff]
-    shared = [n[:1] for n in noise]
-    expand = lambda k: [n.expand(k, -1, -1, -1) for n in shared]  # noqa: E731
-    cells = synthesize(G, mixed.flatten(0, 1), expand(r * c))
-    return synthesize(G, rows, expand(r)), synthesize(G, cols, expand(c)), cells.unflatten(0, (r, c))
+    cells = synthesize(G, mixed.flatten(0, 1), shared_noise(noise, r * c), noise_mode)
+    return (synthesize(G, rows, shared_noise(noise, r), noise_mode), synthesize(G, cols, shared_noise(noise, c), noise_mode),
+            cells.unflatten(0, (r, c)))
 
 
 def style_mix_grid(rows: torch.Tensor, cols: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
@@ -106,8 +177,9 @@ def style_mix_grid(rows: torch.Tensor, cols: torch.Tensor, cells: torch.Tensor) 
     return torch.cat(out)
 
 
-def interpolate(G: Generator, seeds: list[int], steps: int = 8, truncation: float = 1.0,
-                noise_seed: int = 0, label: int | None = None) -> torch.Tensor:
+def interpolate(G, seeds: list[int], steps: int = 8, truncation: float = 1.0, noise_seed: int = 0,
+                label: int | None = None, truncation_cutoff: int | None = None,
+                noise_mode: str | None = None) -> torch.Tensor:
     """Strips between consecutive seeds, linear in w: (len(seeds) - 1) * steps images, each strip starting
     at one seed's image and ending at the next's; the noise is the same for every image."""
     if len(seeds) < 2:
@@ -115,7 +187,7 @@ def interpolate(G: Generator, seeds: list[int], steps: int = 8, truncation: floa
     if steps < 2:
         raise GencliError(f"--steps must be at least 2, got {steps}")
     G.eval()
-    ws, noise = seed_ws(G, seeds, truncation, noise_seed, label)
+    ws, noise = seed_ws(G, seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
     t = torch.linspace(0, 1, steps)[:, None, None]
     path = torch.cat([ws[k].lerp(ws[k + 1], t) for k in range(len(seeds) - 1)])  # lerp broadcasts over t
-    return synthesize(G, path, [n[:1].expand(len(path), -1, -1, -1) for n in noise])
+    return synthesize(G, path, shared_noise(noise, len(path)), noise_mode)

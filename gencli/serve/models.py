@@ -91,6 +91,11 @@ class ModelEntry:
             info = {"resolution": config["resolution"], "num_ws": 2 * len(config["widths"]),
                     "conditional": bool(classes), "num_classes": classes,
                     "class_names": self.meta["extra"].get("class_names") or [str(k) for k in range(classes)]}
+        elif self.family == "stylegan2":
+            classes, res = config["c_dim"], config["img_resolution"]
+            info = {"resolution": res, "num_ws": 2 * res.bit_length() - 4, "conditional": bool(classes),
+                    "num_classes": classes, "preview": min(res, PREVIEW), "network": "stylegan2",
+                    "class_names": self.meta["extra"].get("class_names") or [str(k) for k in range(classes)]}
         elif self.family == "cyclegan":
             a, _, b = self.name.partition("2")
             info = {"directions": list(config.get("directions", DIRECTIONS)),
@@ -122,8 +127,15 @@ def png_bytes(image: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
+PREVIEW = 256  # StyleGAN images above this many pixels a side are shown downscaled (the command gives full size)
+STYLEGANS = ("stylegan", "stylegan2")
+
+
 def grid_png(images: torch.Tensor, nrow: int) -> bytes:
-    """The grid the CLI's `save_grid` writes, read back from a temporary file."""
+    """The grid the CLI's `save_grid` writes, read back from a temporary file; StyleGAN images larger than
+    PREVIEW pixels a side downscaled to it (area averaging), so that a 1024 px network's grids stay light."""
+    if images.shape[-1] > PREVIEW:
+        images = torch.nn.functional.interpolate(images, size=(PREVIEW, PREVIEW), mode="area")
     with tempfile.TemporaryDirectory(prefix="gencli-serve-") as tmp:
         return save_grid(images, Path(tmp) / "grid.png", nrow=nrow).read_bytes()
 
@@ -309,7 +321,7 @@ class ModelStore:
 
     def stylegan_image(self, model_id: str, seed: int, truncation: float = 0.7, label: int | None = None) -> Picture:
         """`gencli sample stylegan --seeds SEED --nrow 1 [--label K]`: one image, z and noise from the seed."""
-        entry, G, _ = self.load(model_id, ("stylegan",))
+        entry, G, _ = self.load(model_id, STYLEGANS)
         api.check_truncation(truncation)
         label, option, part = self._class(G, label)
         filename = f"stylegan_seed{seed}{part}.png"
@@ -322,7 +334,7 @@ class ModelStore:
                      label: int | None = None) -> Picture:
         """`gencli style-mix` of one row seed (coarse styles) and one column seed (fine styles): a 2 x 2
         grid of blank corner, column image, row image and their mix."""
-        entry, G, _ = self.load(model_id, ("stylegan",))
+        entry, G, _ = self.load(model_id, STYLEGANS)
         api.check_truncation(truncation)
         label, option, part = self._class(G, label)
         parts = stylegan.style_mix(G, [row], [col], cutoff, truncation, noise_seed=0, label=label)
@@ -335,7 +347,7 @@ class ModelStore:
     def stylegan_interpolation(self, model_id: str, start: int, end: int, steps: int = 8,
                                truncation: float = 0.7, label: int | None = None) -> Picture:
         """`gencli interpolate --seeds START,END`: a strip of `steps` images, linear in w."""
-        entry, G, _ = self.load(model_id, ("stylegan",))
+        entry, G, _ = self.load(model_id, STYLEGANS)
         api.check_truncation(truncation)
         label, option, part = self._class(G, label)
         filename = f"stylegan_interpolation_{start}_{end}{part}.png"

@@ -96,6 +96,23 @@ class StyleGANSampler(nn.Module):
         return to_unit(G.synthesis(G.broadcast(w), self.noise(z.shape[0])))
 
 
+class StyleGAN2Sampler(nn.Module):
+    """z (N, z_dim) [, label (N,) int64 of a conditional network] [, truncation (1,)] -> image in [0, 1],
+    with the network's constant noise (NVIDIA's default noise mode). With `psi` given, the truncation
+    w_avg + psi (w - w_avg) is baked in; else it is the last input."""
+
+    def __init__(self, G: nn.Module, psi: float | None = None):
+        super().__init__()
+        self.G, self.psi, self.conditional = G, psi, G.config.c_dim > 0
+
+    def forward(self, z: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        G = self.G
+        w = G.mapping(z, inputs[0] if self.conditional else None)
+        psi = self.psi if self.psi is not None else inputs[-1]
+        w = G.w_avg + psi * (w - G.w_avg)
+        return to_unit(G.synthesis(G.broadcast(w), None, "const"))
+
+
 class CycleGANTranslator(nn.Module):
     """image (N, 3, H, W) in [0, 1] -> translated image of the same size in [0, 1]."""
 
@@ -123,6 +140,14 @@ def image_network(model: nn.Module, family: str, *, direction: str = "a2b", trun
             return StyleGANSampler(model, truncation), (z,), ["z"], {"z": {0: "n"}, "image": {0: "n"}}
         return (StyleGANSampler(model), (z, torch.tensor([0.7])), ["z", "truncation"],
                 {"z": {0: "n"}, "image": {0: "n"}})
+    if family == "stylegan2":
+        z = torch.randn(4, model.config.z_dim, generator=g)
+        labels = (torch.arange(4) % model.config.c_dim,) if model.config.c_dim else ()
+        names = ["z"] + (["label"] if labels else [])
+        axes = {"z": {0: "n"}, "image": {0: "n"}, **({"label": {0: "n"}} if labels else {})}
+        if truncation is not None:
+            return StyleGAN2Sampler(model, truncation), (z, *labels), names, axes
+        return StyleGAN2Sampler(model), (z, *labels, torch.tensor([1.0])), names + ["truncation"], axes
     if family == "cyclegan":
         image = torch.rand(2, 3, 64, 48, generator=g)
         return (CycleGANTranslator(model.generator(direction)), (image,), ["image"],

@@ -298,7 +298,7 @@ function setupStylegan() {
     $("interp-steps-value").textContent = $("interp-steps").value;
     refreshInterp();
   });
-  fillModels($("sg-model"), ["stylegan"], $("sg-model-info"), selectStylegan);
+  fillModels($("sg-model"), ["stylegan", "stylegan2"], $("sg-model-info"), selectStylegan);
 }
 
 // --- CycleGAN --------------------------------------------------------------------------------------------
