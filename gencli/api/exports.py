@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from gencli.api.common import check_numbers
-from gencli.checkpoint import load_model, save_model
+from gencli.checkpoint import load_discriminator, load_model, save_model
 from gencli.errors import GencliError, OptionError
 from gencli.files import check_writable
 from gencli.models.cyclegan import check_direction
@@ -42,8 +42,10 @@ def export(model: str | Path, *, format: str = "onnx", out: str | Path | None = 
     if format == "safetensors":
         if out.resolve() == meta["path"].resolve():
             raise OptionError(f"-o {out} is the checkpoint being exported; write elsewhere")
+        # an imported StyleGAN2's discriminator goes along (it is what fine-tuning starts from)
+        D = load_discriminator(meta["path"])[0] if meta["extra"].get("discriminator") else None
         save_model(out, family, net, net.config, epoch=meta["epoch"], seed=meta["seed"], extra=meta["extra"],
-                   dtype=torch.float16 if fp16 else None)
+                   dtype=torch.float16 if fp16 else None, discriminator=D)
         again, _ = load_model(out, family)
         diff = max(((a.float() - b.float()).abs().max().item() for a, b in
                     zip(net.state_dict().values(), again.state_dict().values()) if a.numel()), default=0.0)

@@ -162,9 +162,9 @@ def download_network(name: str, *, as_name: str | None = None, base_url: str | N
                 digest.update(chunk)
         G, D, config, extra = stylegan2_weights.convert(pkl)
         if config.img_resolution != network.resolution or config.c_dim != len(network.classes):
-            raise GencliError(
-                f"{network.url(base_url)} is not NVIDIA's {name} network: it holds a {config.img_resolution} px network "
-                f"with {config.c_dim} classes, {name} is {network.resolution} px with {len(network.classes)}")
+            kind = lambda res, classes: f"{res} px, " + (f"{classes} classes" if classes else "unconditional")  # noqa: E731
+            raise GencliError(f"{network.url(base_url)} is not NVIDIA's {name} network: it holds a network of "
+                              f"{kind(config.img_resolution, config.c_dim)}, {name} is {kind(network.resolution, len(network.classes))}")
         extra.update(source_url=network.url(base_url), source_sha256=digest.hexdigest(), name=name)
         if network.classes:
             extra["class_names"] = list(network.classes)

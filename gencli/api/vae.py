@@ -234,7 +234,7 @@ def evaluate(family: str | None = None, *, checkpoint: str | Path | None = None,
     """A model's scores: for a vae/cvae the test-set negative ELBO in nats per image ({'loss', 'bce',
     'kl'}); for a stylegan or cyclegan FID and KID (see gencli.api.evaluation; `gan_options` go there)."""
     model, meta = _open("evaluate", family, checkpoint, device)
-    if meta["family"] in ("stylegan", "cyclegan"):
+    if meta["family"] in ("stylegan", "stylegan2", "cyclegan"):
         from gencli.api.evaluation import evaluate_gan
 
         return evaluate_gan(model, meta, data_dir=data_dir, **gan_options)
