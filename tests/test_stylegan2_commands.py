@@ -167,6 +167,20 @@ def test_export_torchscript_draws_the_samples(imported, tmp_path):
         assert (ours - ref["psi1_const"][3].int()).abs().max() <= 3
 
 
+def test_export_onnx_runs_in_onnxruntime(imported, tmp_path):
+    """NVIDIA's own networks do not export to ONNX (stylegan3#57); gencli's do, conditional ones too."""
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "cifar.onnx"
+    result = run("export", imported["ada_cifar_like"], "--format", "onnx", "-o", out)
+    assert result.exit_code == 0, result.output
+    session = ort.InferenceSession(str(out))
+    z = np.random.RandomState(42).randn(1, 16).astype(np.float32)
+    (image,) = session.run(None, {"z": z, "label": np.array([2]), "truncation": np.array([1.0], np.float32)})
+    _, ref = reference("ada_cifar_like")
+    ours = torch.from_numpy(image[0]).permute(1, 2, 0).mul(255).round().int()
+    assert (ours - ref["psi1_const"][3].int()).abs().max() <= 3
+
+
 def test_export_safetensors_keeps_the_discriminator(imported, tmp_path):
     from gencli.checkpoint import load_discriminator
 

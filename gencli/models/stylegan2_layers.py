@@ -37,19 +37,20 @@ def filter2d(x: torch.Tensor, pad: tuple[int, int], gain: float = 1.0) -> torch.
     """The filter over each channel after zero-padding (before, after) on both axes."""
     if pad != (0, 0):
         x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
-    return F.conv2d(x, fir_kernel(x.shape[1], gain, x.device, x.dtype), groups=x.shape[1])
+    c = int(x.shape[1])  # a constant when traced (ONNX needs the kernel's shape)
+    return F.conv2d(x, fir_kernel(c, gain, x.device, x.dtype), groups=c)
 
 
 def upsample2d(x: torch.Tensor) -> torch.Tensor:
     """(B, C, r, r) -> (B, C, 2r, 2r): zero insertion, padding (2, 1), the filter with gain 4 (as one
     stride-2 transposed convolution of each channel with the symmetric filter)."""
-    c = x.shape[1]
+    c = int(x.shape[1])
     return F.conv_transpose2d(x, fir_kernel(c, 4.0, x.device, x.dtype), stride=2, padding=1, groups=c)
 
 
 def downsample2d(x: torch.Tensor) -> torch.Tensor:
     """(B, C, 2r, 2r) -> (B, C, r, r): padding (1, 1), the filter, every second pixel."""
-    c = x.shape[1]
+    c = int(x.shape[1])
     return F.conv2d(F.pad(x, (1, 1, 1, 1)), fir_kernel(c, 1.0, x.device, x.dtype), stride=2, groups=c)
 
 
