@@ -101,7 +101,8 @@ FAMILIES: dict[str, Family] = {
                    defaults=(("num_classes", 10),)),  # the digit label joins encoder input and latent
     "stylegan": Family("stylegan", "gencli.models.stylegan", "StyleGANConfig",
                        frozenset({"train", "sample", "style-mix", "interpolate", "evaluate", "export"})),
-    "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate", "evaluate", "export"})),
+    "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate", "evaluate", "export"}),
+                       defaults=(("upsample", "resize"),)),  # new models: no checkerboard (imports: deconv)
     "classifier": Family("classifier", "gencli.models.classifier", "ClassifierConfig", frozenset()),  # judges digits
 }
 
