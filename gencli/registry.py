@@ -105,7 +105,8 @@ FAMILIES: dict[str, Family] = {
     # NVIDIA's StyleGAN2 networks, imported (`gencli import-weights stylegan`): the stylegan commands but train
     "stylegan2": Family("stylegan2", "gencli.models.stylegan2", "StyleGAN2Config",
                         frozenset({"sample", "style-mix", "interpolate", "evaluate", "export"}), kind="stylegan"),
-    "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate", "evaluate", "export"})),
+    "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate", "evaluate", "export"}),
+                       defaults=(("upsample", "resize"),)),  # new models: no checkerboard (imports: deconv)
     "classifier": Family("classifier", "gencli.models.classifier", "ClassifierConfig", frozenset()),  # judges digits
 }
 

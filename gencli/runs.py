@@ -28,7 +28,9 @@ from gencli.catalog import (RUNS_DIR, ModelSource, bundled_checkpoint, locate_ch
                             models_dir, path_argument, shadowed, tell)
 from gencli.checkpoint import MODEL_FILE, RESUME_FILE, decode_metadata, load_model, load_resume, read_metadata
 from gencli.errors import GencliError, NothingToDo, OptionError
+from gencli.files import atomic_write
 from gencli.registry import get_family, is_kind, require_command
+from gencli.training.options import TrainingOptions, run_options
 
 OPTIONS_FILE = "options.json"
 LOCK_FILE = ".lock"
@@ -163,13 +165,30 @@ def training_source(run_dir: Path) -> ModelSource:
     return ModelSource(Path(run_dir) / MODEL_FILE, "training", name, shadows)
 
 
-def write_options(run_dir: Path, options: dict) -> None:
-    """options.json of a run: its training options plus the torchrun processes and the global batch they
-    make (options["batch_size"] is per process); written by rank 0 alone."""
+def write_options(run_dir: Path, document: dict) -> None:
+    """options.json of a run (gencli.training.options.options_document); written by rank 0 alone."""
+    if distributed.world().is_main:
+        text = json.dumps(document, indent=2) + "\n"
+        atomic_write(Path(run_dir) / OPTIONS_FILE, lambda tmp: Path(tmp).write_text(text))
+
+
+def resolved(device, precision: str, reason: str, batch_size: int) -> dict:
+    """What a run resolved, for options.json: the device, the precision and why, the torchrun processes
+    and the global batch they make (the batch size is per process)."""
     w = distributed.world()
-    options.update(processes=w.world_size, global_batch_size=options["batch_size"] * w.world_size)
-    if w.is_main:
-        (Path(run_dir) / OPTIONS_FILE).write_text(json.dumps(options, indent=2) + "\n")
+    return {"device": str(device), "precision": precision, "precision_reason": reason,
+            "processes": w.world_size, "global_batch_size": batch_size * w.world_size}
+
+
+def resumed_options(run: ResumedRun, options: TrainingOptions, family: str, run_dir: Path) -> TrainingOptions:
+    """The options a resumed run trains with: the run's own (its options.json, or for a run of an earlier
+    version what that held), with what `options` sets (its set_values) applied, as
+    TrainingOptions.resumed has it: a new length, device or precision is taken, any other option must
+    equal the run's."""
+    where = str(Path(run_dir) / OPTIONS_FILE)
+    stored = run_options(type(options), run.options, family, where, config=run.config, metadata=run.metadata,
+                         seed=run.seed)
+    return stored.resumed(options.set_values(), where)
 
 
 @dataclass

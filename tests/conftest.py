@@ -86,9 +86,10 @@ def one_line_error(result, *fragments):
 def tiny_train(family: str, data_dir: Path, out: Path, epochs: int = 2, **kw) -> Path:
     from gencli import api
 
-    options = dict(data_dir=data_dir, out=out, epochs=epochs, batch_size=50, hidden=(32,), seed=0, device="cpu")
+    options = dict(family=family, data_dir=data_dir, epochs=epochs, batch_size=50, hidden=(32,), seed=0, device="cpu")
     options.update(kw)
-    return api.train_vae(family, **options)
+    calls = {k: options.pop(k) for k in ("resume", "overwrite", "progress") if k in options}
+    return api.train_vae(run_dir=out, **calls, **options)
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ for line in sys.stdin:
     if pid == 0:
         os.replace = slow_replace
         try:
-            api.train_vae("vae", **options)
+            api.train_vae(**options)
             code = 0
         except NothingToDo:
             code = 0
@@ -95,7 +95,7 @@ def zygote(tmp_path):
 
 
 def options(data: Path, out: Path, epochs: int, **kw) -> dict:
-    return dict(data_dir=str(data), out=str(out), epochs=epochs, batch_size=50, hidden=[16], seed=0,
+    return dict(data_dir=str(data), run_dir=str(out), epochs=epochs, batch_size=50, hidden=[16], seed=0,
                 device="cpu", **kw)
 
 

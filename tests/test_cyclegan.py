@@ -543,8 +543,8 @@ def test_new_models_resize_and_record_precision_and_load_size(trained):
     meta = read_metadata(out / "model.safetensors")
     assert meta["config"]["upsample"] == "resize" and meta["extra"]["load_size"] is None
     options = json.loads((out / "options.json").read_text())
-    assert options["load_size"] == 35  # 1.12 x 32
-    assert options["precision"] in ("fp32", "bf16") and options["precision_reason"].startswith("auto")
+    assert options["data"]["load_size"] == 35 and options["options"]["load_size"] is None  # 1.12 x 32
+    assert options["resolved"]["precision"] in ("fp32", "bf16") and options["resolved"]["precision_reason"].startswith("auto")
 
 
 def test_load_size_deconv_and_fp32_are_kept_on_resume(tmp_path):
@@ -563,12 +563,12 @@ def test_load_size_deconv_and_fp32_are_kept_on_resume(tmp_path):
                  "--precision", "fp32")
     assert result.exit_code == 0, result.output
     options = json.loads((out / "options.json").read_text())
-    assert options["load_size"] == 42 and options["config"]["upsample"] == "deconv"
+    assert options["options"]["load_size"] == 42 and options["config"]["upsample"] == "deconv"
     assert read_metadata(out / "model.safetensors")["epoch"] == 2
     one_line_error(run("train", "cyclegan", "--data", root, "--out", tmp_path / "r", "--load-size", 30, *TINY),
                    "--load-size", "32")
     with pytest.raises(GencliError, match="fp16"):  # the CLI offers auto, fp32 and bf16 only
-        api.train_cyclegan(root, out=tmp_path / "r", precision="fp16")
+        api.train_cyclegan(data=root, run_dir=tmp_path / "r", precision="fp16")
 
 
 def test_precision_auto_follows_the_hardware(monkeypatch):

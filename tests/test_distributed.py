@@ -89,7 +89,7 @@ def test_cli_under_torchrun_writes_one_run_and_resumes(tmp_path, data_dir):
     import json
 
     options = json.loads((out / "options.json").read_text())
-    assert options["processes"] == 2 and options["global_batch_size"] == 50
+    assert options["resolved"]["processes"] == 2 and options["resolved"]["global_batch_size"] == 50
 
 
 # --- GAN families: every network wrapped, random draws made for the global batch and shared out ---
@@ -195,4 +195,4 @@ def test_stylegan_cli_under_torchrun_writes_one_run_and_resumes(tmp_path, data_d
     _, meta = load_model(out / "model.safetensors")
     assert meta["epoch"] == 2 and meta["extra"]["kimg"] == 0.032
     options = __import__("json").loads((out / "options.json").read_text())
-    assert options["processes"] == 2 and options["global_batch_size"] == 8
+    assert options["resolved"]["processes"] == 2 and options["resolved"]["global_batch_size"] == 8

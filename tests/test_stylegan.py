@@ -48,7 +48,7 @@ def tiny_generator(seed=0):
 def sg_run(data_dir, tmp_path_factory):
     """A tiny run of 2 ticks of 32 images (4 steps each, R1 every 2 steps) on the synthetic MNIST."""
     out = tmp_path_factory.mktemp("stylegan") / "run"
-    api.train_stylegan(data="mnist", data_dir=data_dir, out=out, **TINY, batch_size=8, kimg=0.064, tick_kimg=0.032,
+    api.train_stylegan(data="mnist", data_dir=data_dir, run_dir=out, **TINY, batch_size=8, kimg=0.064, tick_kimg=0.032,
              r1_every=2, device="cpu")
     return out
 
@@ -316,7 +316,7 @@ def test_train_writes_the_run_directory_and_resumes(sg_run):
     assert not all(torch.equal(v, g[k]) for k, v in ema.items())
     assert Image.open(sg_run / "samples" / "epoch_002.png").size == grid_size(8, 8)
     options = json.loads((sg_run / "options.json").read_text())
-    assert options["r1_gamma"] == pytest.approx(0.0002 * 16**2 / 8) and options["mirror"] is False
+    assert options["options"]["r1_gamma"] == pytest.approx(0.0002 * 16**2 / 8) and options["options"]["mirror"] is False
 
 
 def test_cli_train_resume_continues(tmp_path, data_dir):
@@ -437,7 +437,7 @@ def test_image_folder_training(tmp_path):
     assert "skipped" in result.output
     model, meta = load_model(tmp_path / "run" / "model.safetensors")
     assert meta["config"]["channels"] == 3 and meta["extra"]["dataset"] == str(folder)
-    assert json.loads((tmp_path / "run" / "options.json").read_text())["mirror"] is True
+    assert json.loads((tmp_path / "run" / "options.json").read_text())["options"]["mirror"] is True
 
 
 # --- importing rosinality/style-based-gan-pytorch weights ---------------------------------------------
@@ -752,8 +752,8 @@ def test_conditional_run_records_classes_and_resumes_exactly(cond_run):
     assert meta["config"]["num_classes"] == 10 and meta["extra"]["class_names"] == [str(d) for d in range(10)]
     assert meta["epoch"] == 2 and model.w_avg.shape == (10, 8)
     options = json.loads((cond_run / "run" / "options.json").read_text())
-    assert options["augment"] == "color,translation,cutout"
-    assert options["precision"] in ("fp32", "bf16") and options["precision_reason"].startswith("auto")
+    assert options["options"]["augment"] == "color,translation,cutout"
+    assert options["resolved"]["precision"] in ("fp32", "bf16") and options["resolved"]["precision_reason"].startswith("auto")
     assert Image.open(cond_run / "run" / "samples" / "epoch_002.png").size == grid_size(10, 8)  # a row per class
     # Resuming (with --cond and --augment from options.json) gives the run that never stopped.
     resumed, straight = (load_resume(cond_run / name / "resume.pt")["networks"] for name in ("run", "straight"))
@@ -809,9 +809,9 @@ def test_precision_is_an_option_recorded_in_the_run(tmp_path, data_dir):
                  *TINY_FLAGS)
     assert result.exit_code == 0 and "precision fp32 (asked for)" in flat(result), result.output
     options = json.loads((out / "options.json").read_text())
-    assert options["precision"] == "fp32" and options["precision_reason"] == "asked for"
+    assert options["resolved"]["precision"] == "fp32" and options["resolved"]["precision_reason"] == "asked for"
     with pytest.raises(GencliError, match="fp16"):  # the CLI offers auto, fp32 and bf16 only
-        api.train_stylegan(data_dir=data_dir, out=tmp_path / "r", precision="fp16")
+        api.train_stylegan(data_dir=data_dir, run_dir=tmp_path / "r", precision="fp16")
 
 
 def test_a_bf16_step_trains_a_conditional_augmented_model():

@@ -57,9 +57,9 @@ def test_resume_extends_a_finished_run(tmp_path, data_dir):
 
 
 def test_cli_interrupt_exits_130_and_keeps_checkpoints(tmp_path, data_dir, monkeypatch):
-    import gencli.cli.vae as cli
+    import gencli.cli.training as cli
 
-    monkeypatch.setattr(cli, "training_progress", lambda log_every: InterruptAt(epoch=2, step=1))
+    monkeypatch.setattr(cli, "training_progress", lambda log_every, kimg: InterruptAt(epoch=2, step=1))
     result = CliRunner().invoke(app, ["train", "vae", "--epochs", "3", "--batch-size", "50", "--hidden", "32",
                                       "--data-dir", str(data_dir), "--out", str(tmp_path / "r")])
     assert result.exit_code == 130
@@ -119,11 +119,12 @@ def test_vae_precision_is_an_option_and_bf16_trains(tmp_path, data_dir):
                                       "--out", str(tmp_path / "bf16")])
     assert result.exit_code == 0 and "precision bf16 (asked for)" in result.output, result.output
     options = json.loads((tmp_path / "bf16" / "options.json").read_text())
-    assert options["precision"] == "bf16" and options["precision_reason"] == "asked for"
+    assert options["resolved"]["precision"] == "bf16" and options["resolved"]["precision_reason"] == "asked for"
     row = json.loads((tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()[0])
     assert math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])
     tiny_train("vae", data_dir, tmp_path / "auto", epochs=1)
     options = json.loads((tmp_path / "auto" / "options.json").read_text())
-    assert options["precision"] in ("fp32", "bf16") and options["precision_reason"].startswith("auto: ")
+    assert options["resolved"]["precision"] in ("fp32", "bf16")
+    assert options["resolved"]["precision_reason"].startswith("auto: ")
     result = CliRunner().invoke(app, ["train", "vae", "--precision", "fp16", "--out", str(tmp_path / "x")])
     assert result.exit_code != 0 and "fp16" in result.output

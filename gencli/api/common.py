@@ -1,34 +1,25 @@
 """Option parsing and checks shared by the commands of every family: the one table of what each numeric
-option accepts (`NUMBER_RULES`), checked by `check_numbers`. The CLI runs it on every command's options
-before anything else (so a bad number is a usage error, exit code 2, without loading torch); the library
-functions run it on their own arguments. Loads no torch."""
+option of the non-training commands accepts (`NUMBER_RULES`, of the rules in gencli.checks), checked by
+`check_numbers`. The CLI runs it on every command's options before anything else (so a bad number is a
+usage error, exit code 2, without loading torch); the library functions run it on their own arguments.
+Training options check themselves (gencli.training.options). Loads no torch."""
 
 from __future__ import annotations
 
 import contextlib
-import math
+import dataclasses
 
-from gencli.errors import ConfigError, OptionError
+from gencli.checks import INT_LIMIT, NON_NEGATIVE, POSITIVE, SEED, SEED_LIMIT, UNIT, check_number  # noqa: F401
+from gencli.errors import ConfigError, GencliError, OptionError
 
-SEED_LIMIT = 2**32  # seeds are 0 .. 2^32 - 1, as NumPy's and StyleGAN2-ADA's generate.py's
 MAX_SEEDS = 100_000  # seeds in one list
-INT_LIMIT = 2**63  # every integer option fits in a signed 64-bit integer
 
-POSITIVE = ("epochs", "batch_size", "lr", "latent_dim", "n", "nrow", "steps", "image_size", "ngf", "ndf", "n_blocks",
-            "max_images", "kimg", "tick_kimg", "ema_kimg", "r1_every", "resolution", "z_dim", "w_dim",
-            "mapping_layers", "mbstd_group", "size", "tile")
-NON_NEGATIVE = ("lambda_cycle", "lambda_identity", "r1_gamma", "freeze_d", "cutoff", "label", "log_every")
-SEEDS = ("seed", "noise_seed")
-
-# option (its Python name) -> (test, what it must be)
+# option (its Python name) -> its rule (gencli.checks)
 NUMBER_RULES: dict[str, tuple] = {
-    **{k: (lambda v: v > 0, "must be positive") for k in POSITIVE},
-    **{k: (lambda v: v >= 0, "must be 0 or more") for k in NON_NEGATIVE},
-    **{k: (lambda v: 0 <= v < SEED_LIMIT, f"must be a seed between 0 and {SEED_LIMIT - 1}") for k in SEEDS},
-    "truncation": (lambda v: 0 <= v <= 1, "must be between 0 and 1 (1 disables it)"),
-    "mixing_prob": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
-    "ema_decay": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    **{k: POSITIVE for k in ("n", "nrow", "steps", "resolution", "size", "tile")},
+    **{k: NON_NEGATIVE for k in ("cutoff", "label", "log_every")},
+    **{k: SEED for k in ("seed", "noise_seed")},
+    "truncation": (UNIT[0], "must be between 0 and 1 (1 disables it)"),
 }
 
 
@@ -41,16 +32,7 @@ def check_numbers(values: dict, names: dict[str, str] | None = None) -> None:
     integers fit in 64 bits, and options of NUMBER_RULES obey their rule. `names` gives the option as the
     user spells it (default --python-name). Raises OptionError naming the option."""
     for key, value in values.items():
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        shown = (names or {}).get(key) or option_name(key)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise OptionError(f"{shown} must be a finite number, got {value}")
-        if isinstance(value, int) and not -INT_LIMIT <= value < INT_LIMIT:
-            raise OptionError(f"{shown} is out of range, got {value}")
-        rule = NUMBER_RULES.get(key)
-        if rule is not None and not rule[0](value):
-            raise OptionError(f"{shown} {rule[1]}, got {value}")
+        check_number((names or {}).get(key) or option_name(key), value, NUMBER_RULES.get(key))
 
 
 def check_positive(**values: int | float) -> None:
@@ -104,12 +86,16 @@ def check_scale(scale: int) -> None:
         raise GencliError(f"--scale must be a positive whole number, got {scale}")
 
 
-def check_train_precision(precision: str) -> None:
-    """Training runs in auto, fp32 or bf16: fp16 would need loss scaling (bf16 has fp32's range)."""
-    if precision == "fp16":
-        raise OptionError("training supports --precision auto, fp32 or bf16 (fp16 is for translate)")
-    if precision not in ("auto", "fp32", "bf16"):
-        raise OptionError(f"unknown --precision {precision!r}; use auto, fp32 or bf16")
+def training_options(cls, options=None, overrides: dict | None = None):
+    """A training function's options: `options` (default cls()) with the keyword `overrides` of its fields
+    applied; the result remembers what was set (TrainingOptions.set_values), which a resumed run checks."""
+    if options is not None and not isinstance(options, cls):
+        raise OptionError(f"the options must be a {cls.__name__}, got {type(options).__name__}")
+    unknown = sorted(set(overrides or {}) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no option {unknown[0]!r}")
+    base = options.set_values() if options is not None else {}
+    return cls.from_given({**base, **(overrides or {})}) if overrides or options is None else options
 
 
 @contextlib.contextmanager

@@ -7,57 +7,38 @@ from pathlib import Path
 from typing import Callable
 
 from gencli import distributed, download
-from gencli.api.common import check_numbers, check_positive, check_train_precision
+from gencli.api.common import check_numbers, options_named, training_options
 from gencli.data import data_root
 from gencli.errors import GencliError, OptionError
 from gencli.files import check_name
 from gencli.inference import cyclegan as inference
-from gencli.models.cyclegan import UPSAMPLES, check_direction
+from gencli.models.cyclegan import check_direction
 from gencli.runs import find_checkpoint, open_model, path_argument
 from gencli.training import cyclegan as training
-from gencli.training.loop import TrainingHooks
+from gencli.training.loop import TrainingHooks, TrainingPlan
+from gencli.training.options import CycleGANTraining
 from gencli.weights import cyclegan as weights
 
 OnSkip = Callable[[Path, str], None]
 
 
-def train_cyclegan(data: str | Path, *, data_dir: str | Path | None = None, out: str | Path | None = None,
-                   epochs: int = 200, image_size: int = 256, ngf: int = 64, n_blocks: int = 9, ndf: int = 64,
-                   gan_mode: str = "lsgan", lambda_cycle: float = 10.0, lambda_identity: float = 0.5,
-                   lr: float = 2e-4, batch_size: int = 1, max_images: int | None = None, seed: int = 0,
-                   device: str = "auto", precision: str = "auto", channels_last: bool = False,
-                   upsample: str = "resize", load_size: int | None = None, resume: bool = False,
-                   overwrite: bool = False, progress: TrainingHooks | None = None, on_skip: OnSkip | None = None,
-                   annotate: bool = False) -> Path:
-    """Train a CycleGAN on the unpaired folders of `data` (a name in the data directory or a folder);
-    returns runs/<data name>/model.safetensors (or the one in `out`). With `resume`, the architecture,
-    seed, image subset and load size come from the run being continued.
-
-    precision: auto (bf16 autocast on CUDA or a CPU with native bf16, else fp32), fp32 or bf16.
-    upsample: the decoder's "resize" (nearest x2 + 3x3 conv) or "deconv" (the paper's transposed convs).
-    load_size: training images are resized to this many pixels before the random crop (default 1.12 x
-    image_size). annotate: head the columns of the sample grids (samples/epoch_NNN.png): real A, fake B,
-    rec A, real B, fake A, rec B."""
-    check_numbers(locals())
-    check_positive(epochs=epochs, image_size=image_size, ngf=ngf, ndf=ndf, lr=lr, batch_size=batch_size,
-                   n_blocks=n_blocks)
-    if max_images is not None and max_images <= 0:
-        raise OptionError(f"--max-images must be positive, got {max_images}")
-    if image_size % 4 or image_size < 32:
-        raise OptionError(f"--image-size must be a multiple of 4 and at least 32, got {image_size}")
-    if gan_mode not in ("lsgan", "vanilla"):
-        raise OptionError(f"unknown --gan-mode {gan_mode!r}; use lsgan or vanilla")
-    check_train_precision(precision)
-    if upsample not in UPSAMPLES:
-        raise OptionError(f"unknown --upsample {upsample!r}; use {' or '.join(UPSAMPLES)}")
-    if load_size is not None and load_size < image_size:
-        raise OptionError(f"--load-size must be at least --image-size ({image_size}), got {load_size}")
-    return training.train(data, data_dir=data_dir, out=out, epochs=epochs, image_size=image_size, ngf=ngf,
-                          n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode, lambda_cycle=lambda_cycle,
-                          lambda_identity=lambda_identity, lr=lr, batch_size=batch_size, max_images=max_images,
-                          seed=seed, device=device, precision=precision, channels_last=channels_last,
-                          upsample=upsample, loaded_size=load_size, resume=resume, overwrite=overwrite,
-                          progress=progress, on_skip=on_skip, annotate=annotate)
+def train_cyclegan(options: CycleGANTraining | None = None, /, *, run_dir: str | Path | None = None,
+                   resume: bool = False, overwrite: bool = False, dry_run: bool = False,
+                   progress: TrainingHooks | None = None, on_skip: OnSkip | None = None,
+                   **overrides) -> Path | TrainingPlan:
+    """Train a CycleGAN with `options` (default CycleGANTraining()) and the keyword `overrides` of its
+    fields, e.g. train_cyclegan(CycleGANTraining(epochs=5), data="horse2zebra"), on the unpaired folders of
+    its `data` (a name in the data directory or a folder); returns the path of model.safetensors in the
+    run folder (default runs/<data name>). With `resume`, the run's own options hold: this call may change
+    the length (epochs), device, precision, data_dir, channels_last and annotate, and any other option it
+    sets must equal the run's. `on_skip(path, message)` hears of each unreadable image skipped.
+    `dry_run`: return the TrainingPlan, writing nothing."""
+    options = training_options(CycleGANTraining, options, overrides)
+    with options_named():
+        if dry_run:
+            return training.plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
+        return training.train(options, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress,
+                              on_skip=on_skip)
 
 
 def translate(model: str | Path, inputs: list[Path], *, out: Path | None = None, direction: str = "a2b",

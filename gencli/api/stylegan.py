@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from gencli import download
-from gencli.api.common import check_numbers, check_positive, check_scale, check_train_precision, check_truncation, options_named
+from gencli.api.common import check_numbers, check_positive, check_scale, check_truncation, options_named, training_options
 from gencli.catalog import models_dir
 from gencli.checkpoint import read_metadata, save_model
 from gencli.errors import GencliError, NothingToDo, OptionError
@@ -17,49 +17,28 @@ from gencli.images import ANIMATED, check_image_path, image_format, save_animati
 from gencli.inference import stylegan as inference
 from gencli.runs import find_checkpoint, open_model
 from gencli.training import stylegan as training
-from gencli.training.augment import parse_augment
-from gencli.training.loop import TrainingHooks
+from gencli.training.loop import TrainingHooks, TrainingPlan
+from gencli.training.options import StyleGANTraining
 from gencli.weights import stylegan2 as stylegan2_weights
 
 HINT = "train one with `gencli train stylegan` or pass --checkpoint"
 
 
-def train_stylegan(*, data: str = "mnist", data_dir=None, out=None, resolution: int | None = None,
-                   widths: tuple[int, ...] | None = None, z_dim: int | None = None, w_dim: int | None = None,
-                   mapping_layers: int | None = None, style: str | None = None, skip_rgb: bool | None = None,
-                   tanh_output: bool | None = None, mbstd_group: int | None = None, batch_size: int = 32,
-                   lr: float = 0.001, r1_gamma: float | None = None, r1_every: int = 16, mixing_prob: float = 0.9,
-                   ema_kimg: float = 10.0, kimg: float | None = None, epochs: int | None = None,
-                   tick_kimg: float = 4.0, mirror: bool | None = None, init_from=None, freeze_mapping: bool = False,
-                   freeze_d: int = 0, seed: int = 0, device: str = "auto", precision: str = "auto",
-                   cond: bool = False, augment: str | bool = "", resume: bool = False, overwrite: bool = False,
-                   progress: TrainingHooks | None = None, on_skip=None) -> Path:
-    """Train a StyleGAN; returns the path of model.safetensors (the EMA generator) in the run directory.
-
-    Length: `kimg` thousand images in all, or `epochs` ticks of `tick_kimg` thousand images each
-    (default 100 kimg). Architecture options left as None take the defaults, or with `init_from` the
-    source run's values. `cond`: class-conditional on the data's labels (mnist, fashion-mnist, or a
-    folder with one subfolder per class). `augment`: DiffAugment before D (True: color, translation
-    and cutout; or a comma list of them). precision: auto (bf16 autocast on CUDA or a CPU with native
-    bf16, else fp32), fp32 or bf16. On `resume`, every option but the length, the device and the
-    precision comes from the run.
-    """
-    check_numbers(locals())
-    if kimg is not None and epochs is not None:
-        raise OptionError("give --kimg or --epochs, not both")
-    if not resume:
-        check_positive(batch_size=batch_size, lr=lr, r1_every=r1_every, ema_kimg=ema_kimg, tick_kimg=tick_kimg)
-        parse_augment(augment)
-    check_train_precision(precision)
+def train_stylegan(options: StyleGANTraining | None = None, /, *, run_dir=None, resume: bool = False,
+                   overwrite: bool = False, dry_run: bool = False, progress: TrainingHooks | None = None,
+                   on_skip=None, **overrides) -> Path | TrainingPlan:
+    """Train a StyleGAN with `options` (default StyleGANTraining()) and the keyword `overrides` of its
+    fields, e.g. train_stylegan(kimg=200, data="photos/"); returns the path of model.safetensors (the EMA
+    generator) in the run folder (default runs/stylegan). With `resume`, the run's own options hold: this
+    call may change the length (kimg or ticks), device, precision and data_dir, and any other option it sets
+    must equal the run's. `on_skip(path, message)` hears of each unreadable image skipped.
+    `dry_run`: return the TrainingPlan, writing nothing."""
+    options = training_options(StyleGANTraining, options, overrides)
     with options_named():
-        return training.train(
-            data=data, data_dir=data_dir, out=out, resolution=resolution, widths=widths, z_dim=z_dim, w_dim=w_dim,
-            mapping_layers=mapping_layers, style=style, skip_rgb=skip_rgb, tanh_output=tanh_output,
-            mbstd_group=mbstd_group, batch_size=batch_size, lr=lr, r1_gamma=r1_gamma, r1_every=r1_every,
-            mixing_prob=mixing_prob, ema_kimg=ema_kimg, kimg=kimg, ticks=epochs, tick_kimg=tick_kimg, mirror=mirror,
-            init_from=init_from, freeze_mapping=freeze_mapping, freeze_d=freeze_d, seed=seed, device=device,
-            precision=precision, cond=cond, augment=augment, resume=resume, overwrite=overwrite, progress=progress,
-            on_skip=on_skip)
+        if dry_run:
+            return training.plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
+        return training.train(options, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress,
+                              on_skip=on_skip)
 
 
 def _open(command: str, checkpoint, device: str):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from gencli.api.common import check_numbers, check_positive, check_scale, check_train_precision, check_truncation
+from gencli.api.common import check_numbers, check_positive, check_scale, check_truncation, training_options
 from gencli.data import load_idx_dataset
 from gencli.errors import GencliError, OptionError
 from gencli.images import check_folder, check_image_path, save_animation, save_cells, save_grid
@@ -16,7 +16,8 @@ from gencli.inference import vae as inference
 from gencli.registry import require_command
 from gencli.runs import open_model
 from gencli.training import vae as training
-from gencli.training.loop import TrainingHooks
+from gencli.training.loop import TrainingHooks, TrainingPlan
+from gencli.training.options import VAETraining
 
 HINT = "train one with `gencli train {name}` or pass --checkpoint"
 
@@ -36,30 +37,19 @@ def _check_label(model, label: int | None) -> None:
         raise OptionError(f"--label must be between 0 and {classes - 1}, got {label}")
 
 
-def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path | None = None,
-              out: str | Path | None = None, epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
-              latent_dim: int = 2, hidden: tuple[int, ...] = (512, 256), seed: int = 0,
-              lr_schedule: str = "constant", ema_decay: float = 0.9999, dropout: float = 0.0, device: str = "auto",
-              precision: str = "auto", resume: bool = False, overwrite: bool = False,
-              progress: TrainingHooks | None = None) -> Path:
-    """Train a vae or cvae; returns the path of model.safetensors in the run directory.
-
-    lr_schedule: "constant", or "cosine" (from lr down to lr/100 over the epochs).
-    ema_decay: per-step decay of the weight average that is evaluated and saved (0: the raw weights).
-    precision: auto (bf16 autocast on CUDA or a CPU with native bf16, else fp32), fp32 or bf16.
-    """
-    check_numbers(locals())
-    require_command(family, "train")
-    check_positive(epochs=epochs, batch_size=batch_size, lr=lr, latent_dim=latent_dim)
-    if not hidden or any(h <= 0 for h in hidden):
-        raise OptionError(f"--hidden must be positive widths such as 512,256, got {hidden}")
-    if lr_schedule not in ("cosine", "constant"):
-        raise OptionError(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
-    check_train_precision(precision)
-    return training.train(family, dataset=dataset, data_dir=data_dir, out=out, epochs=epochs, batch_size=batch_size,
-                          lr=lr, latent_dim=latent_dim, hidden=hidden, seed=seed, lr_schedule=lr_schedule,
-                          ema_decay=ema_decay, dropout=dropout, device=device, precision=precision, resume=resume,
-                          overwrite=overwrite, progress=progress)
+def train_vae(options: VAETraining | None = None, /, *, run_dir: str | Path | None = None, resume: bool = False,
+              overwrite: bool = False, dry_run: bool = False, progress: TrainingHooks | None = None,
+              **overrides) -> Path | TrainingPlan:
+    """Train a vae or cvae (`family="cvae"`) with `options` (default VAETraining()) and the keyword
+    `overrides` of its fields, e.g. train_vae(epochs=3) or train_vae(VAETraining(lr=1e-2), epochs=3); returns
+    the path of model.safetensors in the run folder (default runs/FAMILY). With `resume`, the run's own
+    options hold: this call may change the length (epochs), device, precision and data_dir, and any other
+    option it sets must equal the run's. `dry_run`: return the TrainingPlan, writing nothing."""
+    options = training_options(VAETraining, options, overrides)
+    require_command(options.family, "train")
+    if dry_run:
+        return training.plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
+    return training.train(options, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress)
 
 
 def seed_span(seeds: list[int]) -> str:

@@ -9,11 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli.progress import distributed_job, training_progress, training_result
-from gencli.cli.shared import (DataDirOpt, DeviceName, Direction, DeviceOpt, JsonOpt, LogEveryOpt, TrainPrecision, TrainPrecisionOpt,
-                               app, download_bar,
-                               examples, fails_cleanly, finish, import_app, train_app, warn_skipped)
+from gencli.cli.shared import (DataDirOpt, DeviceName, DeviceOpt, Direction, JsonOpt, app, download_bar, examples,
+                               fails_cleanly, finish, import_app, train_app, warn_skipped)
+from gencli.cli.training import training_command
 from gencli.errors import OptionError
+from gencli.training.options import CycleGANTraining
 
 
 class Precision(str, Enum):
@@ -23,68 +23,17 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
-class Upsample(str, Enum):
-    resize = "resize"
-    deconv = "deconv"
-
-
-class GanMode(str, Enum):
-    lsgan = "lsgan"
-    vanilla = "vanilla"
-
-
 BaseUrlOpt = Annotated[Optional[str], typer.Option(help="Mirror to download from instead of the official server (http, https or file URL of the folder).")]
 
 
 # --- train ---------------------------------------------------------------------------------------------
 
-@train_app.command("cyclegan", epilog=examples(
-    "gencli train cyclegan --data monet2photo --image-size 128 --ngf 32 --epochs 10",
-    "gencli train cyclegan --data monet2photo --epochs 20 --resume",
-    "gencli train cyclegan --data path/to/horse2zebra --run-dir runs/h2z"))
-@fails_cleanly
-def train_cyclegan(
-    data: Annotated[str, typer.Option(help="Data set name in the data directory (e.g. monet2photo) or a folder holding trainA, trainB (testA, testB).")] = "monet2photo",
-    data_dir: DataDirOpt = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder to write (default: runs/<data set name>).")] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs in all (also when resuming): constant LR for the first half, then linear decay to 0.")] = 200,
-    image_size: Annotated[int, typer.Option(help="Training crop in pixels (images are resized to 1.12x, then cropped); 128 or 64 for CPU runs.")] = 256,
-    max_images: Annotated[Optional[int], typer.Option(help="Train on a random subset of at most N images per domain.")] = None,
-    ngf: Annotated[int, typer.Option(help="Generator width (channels of the first conv).")] = 64,
-    n_blocks: Annotated[Optional[int], typer.Option(help="Residual blocks in each generator (default: 9 at 256 px and above, else 6).")] = None,
-    ndf: Annotated[int, typer.Option(help="Discriminator width (channels of the first conv).")] = 64,
-    gan_mode: Annotated[GanMode, typer.Option(help="Adversarial loss: least squares or the original sigmoid cross-entropy.")] = GanMode.lsgan,
-    lambda_cycle: Annotated[float, typer.Option(help="Weight of the cycle-consistency L1 losses.")] = 10.0,
-    lambda_identity: Annotated[float, typer.Option(help="Identity L1 weight as a fraction of --lambda-cycle (0 disables it).")] = 0.5,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (betas 0.5, 0.999).")] = 2e-4,
-    batch_size: Annotated[int, typer.Option(help="Images per domain per step (per process under torchrun).")] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: DeviceOpt = DeviceName.auto,
-    precision: TrainPrecisionOpt = TrainPrecision.auto,
-    upsample: Annotated[Upsample, typer.Option(help="Decoder upsampling of a new model: resize (nearest x2 + 3x3 conv, no checkerboard) or deconv (the paper's transposed convs).")] = Upsample.resize,
-    load_size: Annotated[Optional[int], typer.Option(help="Resize training images to N pixels before the random crop (default 1.12 x --image-size); e.g. 286 with --image-size 128 trains on patches at full-image scale.")] = None,
-    channels_last: Annotated[bool, typer.Option(help="Use the channels-last memory format.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the run in the run folder.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Start again even if the run folder holds a model.")] = False,
-    log_every: LogEveryOpt = 30.0,
-    as_json: JsonOpt = False,
-    annotate: Annotated[bool, typer.Option(help="Head the columns of the sample grids: real A, fake B, rec A, real B, fake A, rec B.")] = False,
-) -> None:
-    """Train a CycleGAN (two generators, two PatchGAN discriminators) on two unpaired image folders."""
-    from gencli import api
-
-    blocks = n_blocks if n_blocks is not None else (9 if image_size >= 256 else 6)
-    progress = training_progress(log_every)
-    with distributed_job(batch_size):
-        path = api.train_cyclegan(data, data_dir=data_dir, out=run_dir, epochs=epochs, image_size=image_size, ngf=ngf,
-                                  n_blocks=blocks, ndf=ndf, gan_mode=gan_mode.value, lambda_cycle=lambda_cycle,
-                                  lambda_identity=lambda_identity, lr=lr, batch_size=batch_size, max_images=max_images,
-                                  seed=seed, device=device.value, precision=precision.value,
-                                  channels_last=channels_last, upsample=upsample.value,
-                                  load_size=load_size, resume=resume, overwrite=overwrite, progress=progress,
-                                  on_skip=warn_skipped, annotate=annotate)
-        text, result = training_result("cyclegan", path, progress)
-        finish(as_json, text, **result)
+training_command(train_app, CycleGANTraining, ("cyclegan",), run_dir_help="Run folder to write (default: runs/<data set name>).",
+                 help="Train a CycleGAN (two generators, two PatchGAN discriminators) on two unpaired image folders.",
+                 epilog=examples(
+                     "gencli train cyclegan --data monet2photo --image-size 128 --ngf 32 --epochs 10",
+                     "gencli train cyclegan --data monet2photo --epochs 20 --resume",
+                     "gencli train cyclegan --data path/to/horse2zebra --run-dir runs/h2z"))
 
 
 # --- translate --------------------------------------------------------------------------------------------

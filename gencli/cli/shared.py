@@ -48,6 +48,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "--out": ("--run-dir", "--output"),
     "--outdir": ("--run-dir",),
     "-o": ("--run-dir",),
+    "--epochs": ("--ticks",),  # train stylegan counts ticks (the other trainings have --epochs)
 }
 VALUE_ALIASES: dict[str, dict[str, str]] = {"--direction": {"atob": "a2b", "btoa": "b2a"}}
 
@@ -115,12 +116,6 @@ class Direction(str, Enum):  # AtoB and BtoA (the reference code's names) are ac
     b2a = "b2a"
 
 
-class TrainPrecision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
 # The option vocabulary (see the module docstring).
 ModelArg = Annotated[Optional[str], typer.Argument(
     metavar="[MODEL]", show_default=False,
@@ -131,7 +126,6 @@ CheckpointOpt = Annotated[Optional[Path], typer.Option(
 DeviceOpt = Annotated[DeviceName, typer.Option(help="Where to run: auto picks CUDA when available.")]
 DataDirOpt = Annotated[Optional[Path], typer.Option(help="Data directory (default: $GENCLI_DATA_DIR, else a per-user cache).")]
 LabelOpt = Annotated[Optional[int], typer.Option(help="Class to condition on (cvae, or stylegan trained with --cond), e.g. a digit 0-9.")]
-TrainPrecisionOpt = Annotated[TrainPrecision, typer.Option(help="auto (bf16 autocast on CUDA or a CPU with native bf16, else fp32), fp32 or bf16.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Image file to write; its extension names the format: .png, .jpg, .webp or .gif.")]
 ScaleOpt = Annotated[int, typer.Option(help="Upsample the images K times (nearest neighbour), for viewing.", metavar="K")]
 class NoiseMode(str, Enum):

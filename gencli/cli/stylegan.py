@@ -10,79 +10,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli.progress import distributed_job, training_progress, training_result
-from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, ModelArg,
-                               NoiseModeOpt, OutputOpt, TruncationCutoffOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app, examples, fails_cleanly,
-                               finish, import_app, model_choice,
-                               train_app, warn_skipped)
+from gencli.cli.shared import (CheckpointOpt, DeviceName, DeviceOpt, JsonOpt, ModelArg, NoiseModeOpt, OutputOpt,
+                               ScaleOpt, TruncationCutoffOpt, app, examples, fails_cleanly, finish, import_app,
+                               model_choice, train_app)
+from gencli.cli.training import training_command
 from gencli.errors import OptionError
+from gencli.training.options import StyleGANTraining
 
-
-class Style(str, Enum):
-    adain = "adain"
-    demod = "demod"
 
 TruncationOpt = Annotated[Optional[float], typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it (default 0.7; 1 for an imported StyleGAN2, as NVIDIA's tools).")]
 NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise of --noise-mode random, the same for every image.")]
 ClassOpt = Annotated[Optional[int], typer.Option("--label", help="Class to draw, for a model trained with --cond (default 0).")]
 
 
-@train_app.command("stylegan", epilog=examples(
-    "gencli train stylegan --data mnist --kimg 200       # runs/stylegan/",
-    "gencli train stylegan --data photos/ --resolution 64 --run-dir runs/photos",
-    "gencli train stylegan --data monet/ --init-from runs/photos --run-dir runs/m"))
-@fails_cleanly
-def train_stylegan(
-    data: Annotated[str, typer.Option(help="mnist, fashion-mnist (padded to 32 px), or a folder of images (with --cond: one subfolder per class).")] = "mnist",
-    data_dir: DataDirOpt = None,
-    kimg: Annotated[Optional[float], typer.Option(help="Thousands of training images in all (default 100).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Or: ticks to train in all (each --tick-kimg images).")] = None,
-    tick_kimg: Annotated[float, typer.Option(help="Thousands of images per tick: metrics, sample grid, checkpoint.")] = 4.0,
-    batch_size: Annotated[int, typer.Option(help="Images per step (per process under torchrun).")] = 32,
-    resolution: Annotated[Optional[int], typer.Option(help="Image size, a power of two (default 32).")] = None,
-    widths: Annotated[Optional[str], typer.Option(help="Channels at 4, 8, ..., RES px, e.g. 128,128,64,32 (default: by resolution).")] = None,
-    z_dim: Annotated[Optional[int], typer.Option(help="Size of z (default 128).")] = None,
-    w_dim: Annotated[Optional[int], typer.Option(help="Size of w (default 128).")] = None,
-    mapping_layers: Annotated[Optional[int], typer.Option(help="Layers of the mapping network (default 8).")] = None,
-    style: Annotated[Optional[Style], typer.Option(help="How w styles each layer: adain (the paper) or demod (StyleGAN2's weight demodulation).")] = None,
-    skip_rgb: Annotated[Optional[bool], typer.Option("--skip-rgb/--no-skip-rgb", help="StyleGAN2's skip generator: a to-RGB at every resolution, summed (default on).")] = None,
-    tanh_output: Annotated[Optional[bool], typer.Option("--tanh-output/--linear-output", help="tanh on the generator's output (default: on for mnist and fashion-mnist, off for folders).")] = None,
-    mbstd_group: Annotated[Optional[int], typer.Option(help="Images per minibatch-standard-deviation group in D (default: the batch size, at most 32).")] = None,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (the paper's at 32 px; mapping network x0.01).")] = 0.001,
-    r1_gamma: Annotated[Optional[float], typer.Option(help="R1 weight gamma (default 0.0002 res^2 / batch).")] = None,
-    r1_every: Annotated[int, typer.Option(help="Lazy regularization: R1 every this many steps.")] = 16,
-    mixing_prob: Annotated[float, typer.Option(help="Probability of style-mixing regularization.")] = 0.9,
-    ema_kimg: Annotated[float, typer.Option(help="Half-life of the generator's moving average, in thousands of images.")] = 10.0,
-    mirror: Annotated[Optional[bool], typer.Option("--mirror/--no-mirror", help="Random x-flips (default: on for folders, off for digits).")] = None,
-    init_from: Annotated[Optional[Path], typer.Option(help="Transfer learning: start from this stylegan run's G, D and EMA.")] = None,
-    freeze_mapping: Annotated[bool, typer.Option(help="Keep the mapping network fixed (with --init-from).")] = False,
-    freeze_d: Annotated[int, typer.Option(help="Freeze-D: keep D's first N blocks (and from-RGB) fixed.")] = 0,
-    cond: Annotated[bool, typer.Option("--cond", help="Class-conditional (StyleGAN2-ADA): on the labels of mnist / fashion-mnist, or a folder's class subfolders.")] = False,
-    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="DiffAugment (color, translation, cutout) on real and fake images before D, for small data sets.")] = False,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder to write (default: runs/stylegan).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: DeviceOpt = DeviceName.auto,
-    precision: TrainPrecisionOpt = TrainPrecision.auto,
-    resume: Annotated[bool, typer.Option(help="Continue the run in the run folder (its options are kept).")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Start again even if the run folder holds a model.")] = False,
-    log_every: LogEveryOpt = 30.0,
-    as_json: JsonOpt = False,
-) -> None:
-    """Train a StyleGAN (Karras et al. 2019) on digits or a folder of images; --init-from fine-tunes one."""
-    from gencli import api
-
-    progress = training_progress(log_every, kimg=True)
-    with distributed_job(batch_size):
-        path = api.train_stylegan(
-            data=data, data_dir=data_dir, out=run_dir, resolution=resolution,
-            widths=api.common.parse_ints(widths, "--widths") if widths else None, z_dim=z_dim, w_dim=w_dim,
-            mapping_layers=mapping_layers, style=style.value if style else None, skip_rgb=skip_rgb, tanh_output=tanh_output,
-            mbstd_group=mbstd_group, batch_size=batch_size, lr=lr, r1_gamma=r1_gamma, r1_every=r1_every,
-            mixing_prob=mixing_prob, ema_kimg=ema_kimg, kimg=kimg, epochs=epochs, tick_kimg=tick_kimg, mirror=mirror,
-            init_from=init_from, freeze_mapping=freeze_mapping, freeze_d=freeze_d, seed=seed, device=device.value,
-            precision=precision.value, cond=cond, augment=augment, resume=resume, overwrite=overwrite, progress=progress, on_skip=warn_skipped)
-        text, result = training_result("stylegan", path, progress)
-        finish(as_json, text, **result)
+training_command(train_app, StyleGANTraining, ("stylegan",), run_dir_help="Run folder to write (default: runs/stylegan).",
+                 help="Train a StyleGAN (Karras et al. 2019) on digits or a folder of images; --init-from fine-tunes one.",
+                 epilog=examples(
+                     "gencli train stylegan --data mnist --kimg 200       # runs/stylegan/",
+                     "gencli train stylegan --data photos/ --resolution 64 --run-dir runs/photos",
+                     "gencli train stylegan --data monet/ --init-from runs/photos --run-dir runs/m"))
 
 
 @app.command("style-mix", epilog=examples(

@@ -3,72 +3,25 @@ models), `latent-grid`, `reconstruct`, `evaluate`."""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli.progress import distributed_job, training_progress, training_result
-from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LabelOpt, LogEveryOpt,
-                               ModelArg, ModelOpt, NoiseModeOpt, OutputOpt, TruncationCutoffOpt, RunDirOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app,
-                               examples, fails_cleanly, finish,
+from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LabelOpt, ModelArg, ModelOpt,
+                               NoiseModeOpt, OutputOpt, ScaleOpt, TruncationCutoffOpt, app, examples, fails_cleanly, finish,
                                model_choice, model_name, train_app)
+from gencli.cli.training import training_command
 from gencli.errors import OptionError
+from gencli.training.options import VAETraining
 
-
-class DigitData(str, Enum):
-    mnist = "mnist"
-    fashion_mnist = "fashion-mnist"
-
-
-class LRSchedule(str, Enum):
-    constant = "constant"
-    cosine = "cosine"
-
-
-TRAIN_EXAMPLES = examples(
-    "gencli train vae --epochs 50                  # runs/vae/",
-    "gencli train cvae --data fashion-mnist --run-dir runs/fashion",
-    "gencli train vae --epochs 100 --resume    # continue runs/vae to 100 epochs")
-
-
-@train_app.command("vae", epilog=TRAIN_EXAMPLES)
-@train_app.command("cvae", epilog=TRAIN_EXAMPLES)
-@fails_cleanly
-def train_vae(
-    ctx: typer.Context,
-    epochs: Annotated[int, typer.Option(help="Epochs to train (in all, when resuming).")] = 50,
-    batch_size: Annotated[int, typer.Option(help="Images per step (per process under torchrun).")] = 64,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    lr_schedule: Annotated[LRSchedule, typer.Option(help="constant, or cosine (lr down to lr/100 over the run).")] = LRSchedule.constant,
-    ema_decay: Annotated[float, typer.Option(help="Per-step decay of the weight average that is evaluated and saved; 0 turns it off.")] = 0.9999,
-    dropout: Annotated[float, typer.Option(help="Dropout after every hidden layer while training; 0 turns it off.")] = 0.0,
-    latent_dim: Annotated[int, typer.Option(help="Size of the latent code; 2 can be plotted.")] = 2,
-    hidden: Annotated[str, typer.Option(help="Encoder widths, comma-separated; the decoder mirrors them.")] = "512,256",
-    data: Annotated[DigitData, typer.Option(help="The data set.")] = DigitData.mnist,
-    data_dir: DataDirOpt = None,
-    run_dir: RunDirOpt = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: DeviceOpt = DeviceName.auto,
-    precision: TrainPrecisionOpt = TrainPrecision.auto,
-    resume: Annotated[bool, typer.Option(help="Continue the run in the run folder.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Start again even if the run folder holds a model.")] = False,
-    log_every: LogEveryOpt = 30.0,
-    as_json: JsonOpt = False,
-) -> None:
-    """Train a VAE (or, as `train cvae`, a conditional VAE) on MNIST or Fashion-MNIST."""
-    from gencli import api
-
-    family = ctx.info_name
-    progress = training_progress(log_every)
-    with distributed_job(batch_size):
-        path = api.train_vae(family, dataset=data.value, data_dir=data_dir, out=run_dir, epochs=epochs,
-                             batch_size=batch_size, lr=lr, lr_schedule=lr_schedule.value, ema_decay=ema_decay,
-                             dropout=dropout, latent_dim=latent_dim, hidden=api.common.parse_ints(hidden, "--hidden"),
-                             seed=seed, device=device.value, precision=precision.value, resume=resume, overwrite=overwrite, progress=progress)
-        text, result = training_result(family, path, progress)
-        finish(as_json, text, **result)
+training_command(train_app, VAETraining, ("vae", "cvae"), run_dir_help="Run folder to write (default: runs/vae or runs/cvae).",
+                 help="Train a VAE (or, as `train cvae`, a conditional VAE) on MNIST or Fashion-MNIST.",
+                 epilog=examples(
+                     "gencli train vae --epochs 50                  # runs/vae/",
+                     "gencli train cvae --data fashion-mnist --run-dir runs/fashion",
+                     "gencli train vae --epochs 100 --resume    # continue runs/vae to 100 epochs",
+                     "gencli train vae --config runs/vae/options.json --run-dir runs/again --dry-run"))
 
 
 @app.command(epilog=examples(

@@ -11,20 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from gencli.errors import GencliError
-
-AUGMENTS = ("color", "translation", "cutout")  # `--augment`: the paper's policy for small data sets
-
-
-def parse_augment(policy: str | bool | None) -> str:
-    """`--augment` as stored in options.json: "" (off), or a comma list of AUGMENTS (True: all three)."""
-    if policy is True:
-        return ",".join(AUGMENTS)
-    parts = [p.strip() for p in (policy or "").split(",") if p.strip()]
-    unknown = [p for p in parts if p not in AUGMENTS]
-    if unknown:
-        raise GencliError(f"unknown --augment {unknown[0]!r}; use any of {', '.join(AUGMENTS)}")
-    return ",".join(parts)
+from gencli.training.options import AUGMENTS, parse_augment  # noqa: F401  (`--augment`, declared with the options)
 
 
 def draw_augment(policy: str, batch: int, size: int, generator: torch.Generator) -> dict:

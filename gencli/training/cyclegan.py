@@ -16,10 +16,13 @@ from gencli.data import UnpairedData, load_unpaired, resolve_data_path
 from gencli.images import save_grid, to_unit
 from gencli.losses import discriminator_loss, gan_loss, l1_loss
 from gencli.models.cyclegan import CycleGAN, CycleGANConfig, PatchDiscriminator, build, init_weights
-from gencli.registry import config_from_dict
-from gencli.runs import check_more_to_do, clear_run_outputs, hold_run_dir, prepare_run_dir, resumed_run, write_options
+from gencli.errors import OptionError
+from gencli.registry import config_from_dict, get_family
+from gencli.runs import (check_more_to_do, clear_run_outputs, epochs_done, hold_run_dir, prepare_run_dir, resolved,
+                         resumed_options, resumed_run, write_options)
 from gencli.training.common import epoch_indices, requires_grad, seed_everything
-from gencli.training.loop import TrainingHooks, fit
+from gencli.training.loop import TrainingHooks, TrainingPlan, fit
+from gencli.training.options import CycleGANTraining, options_document
 
 
 def lr_factor(epoch: int, epochs: int) -> float:
@@ -197,44 +200,53 @@ class CycleGANTask:
         return self.model, self.metadata
 
 
-def train(data: str | Path, *, data_dir: str | Path | None = None, out: str | Path | None = None, epochs: int = 200,
-          image_size: int = 256, ngf: int = 64, n_blocks: int = 9, ndf: int = 64, gan_mode: str = "lsgan",
-          lambda_cycle: float = 10.0, lambda_identity: float = 0.5, lr: float = 2e-4, batch_size: int = 1,
-          max_images: int | None = None, seed: int = 0, device: str = "auto", precision: str = "auto",
-          channels_last: bool = False, upsample: str = "resize", loaded_size: int | None = None,
-          resume: bool = False, overwrite: bool = False, progress: TrainingHooks | None = None,
-          on_skip=None, annotate: bool = False) -> Path:
-    """Train a CycleGAN (options checked by gencli.api.train_cyclegan) on the unpaired folders of `data` (a
-    name in the data directory or a folder); returns runs/<data name>/model.safetensors (or the one in
-    `out`). With `resume`, the architecture, seed, image subset and load size come from the run being
-    continued; the precision, like the device, from this call (`auto`: bf16 where the hardware has it).
-    `annotate` heads the columns of the sample grids (real A, fake B, rec A, real B, fake A, rec B)."""
-    root = resolve_data_path(data, data_dir)
-    run_dir = prepare_run_dir(root.name, out, resume, overwrite)
-    dev = distributed.init(distributed.resolve_device(device))
-    precision, precision_reason = distributed.resolve_precision(precision, dev)
-    config = CycleGANConfig(image_size=image_size, ngf=ngf, n_blocks=n_blocks, ndf=ndf, gan_mode=gan_mode,
-                            lambda_cycle=lambda_cycle, lambda_identity=lambda_identity, upsample=upsample)
-    metadata = {"dataset": root.name, "max_images": max_images, "load_size": loaded_size}
-    with hold_run_dir(run_dir):  # refused at once if another training holds it
-        if resume:
-            run = resumed_run(run_dir, "cyclegan")
-            config = config_from_dict(CycleGANConfig, run.config)
-            seed, metadata = run.seed, run.metadata
-            max_images, loaded_size = metadata.get("max_images"), metadata.get("load_size")
-            check_more_to_do(run_dir, epochs)
-        seed_everything(seed)
-        dataset = load_unpaired(root, config.image_size, max_images=max_images, seed=seed, on_skip=on_skip,
-                                loaded_size=loaded_size)
+def plan(options: CycleGANTraining, *, run_dir: str | Path | None = None, resume: bool = False,
+         overwrite: bool = False) -> TrainingPlan:
+    """What `train` would do, resolved without writing anything: the data folder found (a name in the data
+    directory or a folder), the run folder (default runs/<data name>) checked, on `resume` the run's
+    options (with this call's length, device, precision, channels_last and annotate) and architecture,
+    the device and the precision (`auto`: bf16 where the hardware has it)."""
+    root = resolve_data_path(options.data, options.data_dir)
+    folder = prepare_run_dir(root.name, run_dir, resume, overwrite)
+    if resume:
+        run = resumed_run(folder, "cyclegan")
+        options = resumed_options(run, options, "cyclegan", folder)
+        config = config_from_dict(CycleGANConfig, run.config)
+        check_more_to_do(folder, options.epochs)
+    else:
+        arch = options.arch()
+        arch.setdefault("n_blocks", 9 if arch.get("image_size", 256) >= 256 else 6)
+        config = get_family("cyclegan").default_config(**arch)
+        if options.load_size is not None and options.load_size < config.image_size:
+            raise OptionError(f"--load-size must be at least --image-size ({config.image_size}), got {options.load_size}")
+    dev = distributed.resolve_device(options.device)
+    precision, reason = distributed.resolve_precision(options.precision, dev)
+    return TrainingPlan("cyclegan", options.with_config(config), folder, resume, options.epochs,
+                        epochs_done(folder) if resume else 0, str(dev), precision, reason, config)
+
+
+def train(options: CycleGANTraining, *, run_dir: str | Path | None = None, resume: bool = False,
+          overwrite: bool = False, progress: TrainingHooks | None = None, on_skip=None) -> Path:
+    """Train a CycleGAN as `options` say (see `plan`); returns model.safetensors' path. `on_skip(path,
+    message)` hears of each unreadable image skipped."""
+    job = plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
+    options, config = job.options, job.config
+    root = resolve_data_path(options.data, options.data_dir)
+    metadata = {"dataset": root.name, "max_images": options.max_images, "load_size": options.load_size}
+    with hold_run_dir(job.run_dir):  # refused at once if another training holds it
+        dev = distributed.init(distributed.resolve_device(options.device))
+        seed_everything(options.seed)
+        dataset = load_unpaired(root, config.image_size, max_images=options.max_images, seed=options.seed,
+                                on_skip=on_skip, loaded_size=options.load_size)
         if not resume:
-            clear_run_outputs(run_dir)
-        task = CycleGANTask(config, dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=dev,
-                            precision=precision, channels_last=channels_last, metadata=metadata, annotate=annotate)
-        write_options(run_dir, {"family": "cyclegan", "data": str(root), "epochs": epochs, "lr": lr,
-                                "batch_size": batch_size, "max_images": max_images,
-                                "images": [len(dataset.train_a), len(dataset.train_b)], "seed": seed, "device": str(dev),
-                                "precision": precision, "precision_reason": precision_reason,
-                                "load_size": dataset.train_a.shape[-1], "channels_last": channels_last,
-                                "config": asdict(config)})
-        return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress,
-                   header=(f"precision {precision} ({precision_reason})",))
+            clear_run_outputs(job.run_dir)
+        task = CycleGANTask(config, dataset, epochs=options.epochs, lr=options.lr, batch_size=options.batch_size,
+                            seed=options.seed, device=dev, precision=job.precision,
+                            channels_last=options.channels_last, metadata=metadata, annotate=options.annotate)
+        write_options(job.run_dir, options_document(
+            options, "cyclegan", resolved=resolved(dev, job.precision, job.precision_reason, options.batch_size),
+            data={"path": str(root), "images": [len(dataset.train_a), len(dataset.train_b)],
+                  "load_size": dataset.train_a.shape[-1]},
+            config=asdict(config)))
+        return fit(task, job.run_dir, epochs=options.epochs, resume=resume, progress=progress,
+                   header=(f"precision {job.precision} ({job.precision_reason})",))

@@ -10,9 +10,11 @@ gencli.checkpoint), and a write that fails says what failed while the last good 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +45,30 @@ class Task(Protocol):
     def exported_model(self) -> tuple[nn.Module, dict]: ...  # what model.safetensors holds, and its metadata
     # Optional: task_state() -> dict and load_task_state(dict), small JSON state that resume needs
     # besides the networks and optimizers (StyleGAN's last R1 value).
+
+
+@dataclass
+class TrainingPlan:
+    """What a training would do, resolved without touching anything (what `--dry-run` prints): the options
+    as the run would use them, where it writes, how far it goes, on which device in which precision, and the
+    network config."""
+
+    family: str
+    options: Any  # the family's options (gencli.training.options), architecture fields filled in
+    run_dir: Path
+    resume: bool
+    epochs: int  # loop epochs in all (StyleGAN: ticks)
+    done: int  # epochs finished already (a resumed run)
+    device: str
+    precision: str
+    precision_reason: str
+    config: Any  # the network config (a dataclass of gencli.models)
+
+    def as_dict(self) -> dict:
+        return {"family": self.family, "run_dir": str(self.run_dir), "resume": self.resume, "epochs": self.epochs,
+                "done": self.done, "device": self.device, "precision": self.precision,
+                "precision_reason": self.precision_reason, "options": self.options.to_dict(),
+                "config": dataclasses.asdict(self.config)}
 
 
 class TrainingHooks:

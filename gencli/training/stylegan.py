@@ -11,7 +11,7 @@ gencli.training.augment) on every image D sees, for small data sets.
 from __future__ import annotations
 
 import copy
-import math
+import dataclasses
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,11 +28,12 @@ from gencli.inference.stylegan import class_rows, generate
 from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 from gencli.models.stylegan import Discriminator, Generator, StyleGANConfig, default_widths
 from gencli.registry import config_from_dict
-from gencli.runs import (OPTIONS_FILE, check_more_to_do, clear_run_outputs, hold_run_dir, prepare_run_dir, resumed_run,
-                         write_options)
+from gencli.runs import (check_more_to_do, clear_run_outputs, epochs_done, hold_run_dir, prepare_run_dir, resolved,
+                         resumed_options, resumed_run, write_options)
 from gencli.training.augment import diff_augment, draw_augment, parse_augment
 from gencli.training.common import accumulate, requires_grad, seed_everything, shard, stream_batches
-from gencli.training.loop import TrainingHooks, fit
+from gencli.training.loop import TrainingHooks, TrainingPlan, fit
+from gencli.training.options import StyleGANTraining, options_document
 
 
 def frozen_names(G: Generator, D: Discriminator, freeze_mapping: bool, freeze_d: int) -> tuple[frozenset, frozenset]:
@@ -265,111 +266,98 @@ def auto_r1_gamma(resolution: int, batch_size: int) -> float:
     return 0.0002 * resolution**2 / batch_size
 
 
-def train(*, data: str = "mnist", data_dir=None, out=None, resolution: int | None = None,
-          widths: tuple[int, ...] | None = None, z_dim: int | None = None, w_dim: int | None = None,
-          mapping_layers: int | None = None, style: str | None = None, skip_rgb: bool | None = None,
-          tanh_output: bool | None = None, mbstd_group: int | None = None, batch_size: int = 32, lr: float = 0.001,
-          r1_gamma: float | None = None, r1_every: int = 16, mixing_prob: float = 0.9, ema_kimg: float = 10.0,
-          kimg: float | None = None, ticks: int | None = None, tick_kimg: float = 4.0, mirror: bool | None = None,
-          init_from=None, freeze_mapping: bool = False, freeze_d: int = 0, seed: int = 0, device: str = "auto",
-          precision: str = "auto", cond: bool = False, augment: str | bool = "", resume: bool = False,
+def _source(path: Path) -> tuple[Path, dict]:
+    """--init-from: the source run's model file and its metadata."""
+    path = Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path)
+    meta = read_metadata(path)
+    if meta["family"] != "stylegan":
+        raise GencliError(f"--init-from: {path} holds a {meta['family']} model, not stylegan")
+    return path, meta
+
+
+def new_config(options: StyleGANTraining) -> StyleGANConfig:
+    """The network a new run trains: the architecture options over the defaults (or, with --init-from,
+    the source model's, which they must then equal)."""
+    digits = options.data in IDX_DATASETS  # 1-channel digits (padded to 32 px) rather than a folder of images
+    channels = 1 if digits else 3
+    arch = options.arch()
+    if options.init_from is not None:
+        base = config_from_dict(StyleGANConfig, _source(options.init_from)[1]["config"])
+        clash = [k for k, v in arch.items() if v != getattr(base, k)]
+        if clash:
+            raise GencliError(f"--init-from fixes the architecture; drop --{clash[0].replace('_', '-')}")
+        if options.cond != bool(base.num_classes):
+            raise GencliError(f"--init-from: the source model is {'' if base.num_classes else 'un'}conditional; "
+                              f"{'add' if base.num_classes else 'drop'} --cond")
+        values = asdict(base)
+    else:
+        res = arch.pop("resolution", 32)
+        values = dict(resolution=res, widths=arch.pop("widths", None) or default_widths(res), **arch, channels=channels)
+        # Defaults for digits (the measurements are in the README): tanh for their flat black background,
+        # and one minibatch-stddev group per batch of up to 32 (StyleGAN2-ADA's CIFAR setting).
+        values.setdefault("tanh_output", digits)
+        values.setdefault("mbstd_group", min(options.batch_size, 32))
+        if options.cond:
+            values["num_classes"] = len(class_names(options.data, options.data_dir))
+    if values["channels"] != channels:
+        raise GencliError(f"the source model makes {values['channels']}-channel images, but {options.data} has {channels}")
+    return StyleGANConfig(**values)
+
+
+def plan(options: StyleGANTraining, *, run_dir: str | Path | None = None, resume: bool = False,
+         overwrite: bool = False) -> TrainingPlan:
+    """What `train` would do, resolved without writing anything: the run folder (default runs/stylegan)
+    checked; the network (`new_config`), or on `resume` the run's with its options (this call may change
+    the length, the device and the precision); R1's gamma (default 0.0002 res^2 / batch) and the x-flips
+    (default: for folders) resolved; the device and the precision."""
+    folder = prepare_run_dir("stylegan", run_dir, resume, overwrite)
+    if resume:
+        run = resumed_run(folder, "stylegan")
+        options = resumed_options(run, options, "stylegan", folder)
+        config = config_from_dict(StyleGANConfig, run.config)
+        check_more_to_do(folder, options.total_ticks())
+    else:
+        config = new_config(options)
+        options = dataclasses.replace(
+            options, r1_gamma=auto_r1_gamma(config.resolution, options.batch_size) if options.r1_gamma is None
+            else options.r1_gamma, mirror=options.data not in IDX_DATASETS if options.mirror is None else options.mirror)
+    dev = distributed.resolve_device(options.device)
+    precision, reason = distributed.resolve_precision(options.precision, dev)
+    return TrainingPlan("stylegan", options.with_config(config), folder, resume, options.total_ticks(),
+                        epochs_done(folder) if resume else 0, str(dev), precision, reason, config)
+
+
+def train(options: StyleGANTraining, *, run_dir: str | Path | None = None, resume: bool = False,
           overwrite: bool = False, progress: TrainingHooks | None = None, on_skip=None) -> Path:
-    """Train a StyleGAN (options checked by gencli.api.train_stylegan); returns the path of
-    model.safetensors (the EMA generator) in the run directory.
-
-    Length: `kimg` thousand images in all, or `ticks` ticks of `tick_kimg` thousand images each (default
-    100 kimg). Architecture options left as None take the defaults, or with `init_from` the source run's
-    values. `cond`: class-conditional on the data's labels (mnist / fashion-mnist, or a folder of class
-    subfolders); the class names go into the checkpoint. `augment`: a DiffAugment policy (True:
-    color,translation,cutout). On `resume`, the architecture comes from the run's model and every other
-    option but the length, the device and the precision from its options.json.
-    """
-    run_dir = prepare_run_dir("stylegan", out, resume, overwrite)
-    with hold_run_dir(run_dir):  # refused at once if another training holds it
-        length = {"kimg": kimg, "epochs": ticks}  # "epochs": the option is --epochs (ticks)
-        source = None
-        if resume:
-            run = resumed_run(run_dir, "stylegan")
-            if not run.options:
-                raise GencliError(f"nothing to resume: {run_dir / OPTIONS_FILE} does not exist")
-            config, options = config_from_dict(StyleGANConfig, run.config), run.options
-        else:
-            digits = data in IDX_DATASETS  # 1-channel digits (padded to 32 px) rather than a folder of images
-            channels = 1 if digits else 3
-            arch = dict(resolution=resolution, widths=widths, z_dim=z_dim, w_dim=w_dim, mapping_layers=mapping_layers,
-                        style=style, skip_rgb=skip_rgb, tanh_output=tanh_output, mbstd_group=mbstd_group)
-            if init_from is not None:
-                source_path = Path(init_from)
-                source_path = source_path / MODEL_FILE if source_path.is_dir() else source_path
-                meta = read_metadata(source_path)
-                if meta["family"] != "stylegan":
-                    raise GencliError(f"--init-from: {source_path} holds a {meta['family']} model, not stylegan")
-                base = config_from_dict(StyleGANConfig, meta["config"])
-                clash = [k for k, v in arch.items() if v is not None and v != getattr(base, k)]
-                if clash:
-                    raise GencliError(f"--init-from fixes the architecture; drop --{clash[0].replace('_', '-')}")
-                if cond != bool(base.num_classes):
-                    raise GencliError(f"--init-from: the source model is {'' if base.num_classes else 'un'}conditional; "
-                                      f"{'add' if base.num_classes else 'drop'} --cond")
-                source = load_resume(source_path.parent / RESUME_FILE)
-                config_values = asdict(base)
-            else:
-                res = resolution or 32
-                config_values = dict(resolution=res, widths=tuple(widths) if widths else default_widths(res),
-                                     **{k: v for k, v in arch.items() if k not in ("resolution", "widths") and v is not None})
-                config_values["channels"] = channels
-                # Defaults for digits (the measurements are in the README): tanh for their flat black
-                # background, and one minibatch-stddev group per batch of up to 32 (StyleGAN2-ADA's CIFAR setting).
-                config_values.setdefault("tanh_output", digits)
-                config_values.setdefault("mbstd_group", min(batch_size, 32))
-                if cond:
-                    config_values["num_classes"] = len(class_names(data, data_dir))
-            if config_values["channels"] != channels:
-                raise GencliError(f"the source model makes {config_values['channels']}-channel images, "
-                                  f"but {data} has {channels}")
-            config = StyleGANConfig(**config_values)
-            options = {
-                "family": "stylegan", "data": str(data), "batch_size": batch_size, "lr": lr,
-                "r1_gamma": auto_r1_gamma(config.resolution, batch_size) if r1_gamma is None else r1_gamma,
-                "r1_every": r1_every, "mixing_prob": mixing_prob, "ema_kimg": ema_kimg, "tick_kimg": tick_kimg,
-                "mirror": not digits if mirror is None else mirror,
-                "init_from": str(init_from) if init_from is not None else None, "freeze_mapping": freeze_mapping,
-                "freeze_d": freeze_d, "seed": seed, "augment": parse_augment(augment), "config": asdict(config),
-            }
-        if length["kimg"] is None and length["epochs"] is None:
-            length["kimg"] = 100.0
-        tick = options["tick_kimg"]
-        total_ticks = length["epochs"] if length["epochs"] is not None else math.ceil(length["kimg"] / tick - 1e-9)
-        if total_ticks <= 0:
-            raise GencliError("--kimg and --epochs must be positive")
-        if resume:
-            check_more_to_do(run_dir, total_ticks)
-
-        dev = distributed.init(distributed.resolve_device(device))
-        precision, precision_reason = distributed.resolve_precision(precision, dev)
-        seed_everything(options["seed"])
+    """Train a StyleGAN as `options` say (see `plan`); returns the path of model.safetensors (the EMA
+    generator) in the run directory. With --cond the class names go into the checkpoint; with --init-from
+    G, D and the EMA start from the source run's. `on_skip(path, message)` hears of each unreadable image."""
+    job = plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
+    options, config = job.options, job.config
+    with hold_run_dir(job.run_dir):  # refused at once if another training holds it
+        dev = distributed.init(distributed.resolve_device(options.device))
+        seed_everything(options.seed)
         labels = None
         if config.num_classes:
-            images, labels, names = load_labelled_images(options["data"], data_dir, config.resolution, on_skip)
+            images, labels, names = load_labelled_images(options.data, options.data_dir, config.resolution, on_skip)
             if len(names) != config.num_classes:
-                raise GencliError(f"the model has {config.num_classes} classes, but {options['data']} has {len(names)}")
+                raise GencliError(f"the model has {config.num_classes} classes, but {options.data} has {len(names)}")
         else:
-            images = load_training_images(options["data"], data_dir, config.resolution, on_skip)
+            images = load_training_images(options.data, options.data_dir, config.resolution, on_skip)
         if not resume:
-            clear_run_outputs(run_dir)
-        task = StyleGANTask(config, images, dataset=options["data"], batch_size=options["batch_size"], lr=options["lr"],
-                            r1_gamma=options["r1_gamma"], r1_every=options["r1_every"],
-                            mixing_prob=options["mixing_prob"], ema_kimg=options["ema_kimg"],
-                            tick_images=round(tick * 1000), mirror=options["mirror"],
-                            freeze_mapping=options["freeze_mapping"], freeze_d=options["freeze_d"],
-                            seed=options["seed"], device=dev, labels=labels, augment=options.get("augment", ""),
-                            precision=precision)
+            clear_run_outputs(job.run_dir)
+        task = StyleGANTask(config, images, dataset=options.data, batch_size=options.batch_size, lr=options.lr,
+                            r1_gamma=options.r1_gamma, r1_every=options.r1_every, mixing_prob=options.mixing_prob,
+                            ema_kimg=options.ema_kimg, tick_images=round(options.tick_kimg * 1000),
+                            mirror=options.mirror, freeze_mapping=options.freeze_mapping, freeze_d=options.freeze_d,
+                            seed=options.seed, device=dev, labels=labels, augment=options.augment,
+                            precision=job.precision)
         if labels is not None:
             task.metadata["class_names"] = names
-        if source is not None:
-            task.load_source(source)
-        options.update(device=str(dev), precision=precision, precision_reason=precision_reason, images=len(images),
-                       **{f"last_{k}": v for k, v in length.items()})
-        write_options(run_dir, options)
-        return fit(task, run_dir, epochs=total_ticks, resume=resume, progress=progress,
-                   header=(f"precision {precision} ({precision_reason})",))
+        if options.init_from is not None and not resume:
+            task.load_source(load_resume(_source(options.init_from)[0].parent / RESUME_FILE))
+        write_options(job.run_dir, options_document(
+            options, "stylegan", resolved=resolved(dev, job.precision, job.precision_reason, options.batch_size),
+            data={"name": str(options.data), "images": len(images)}, config=asdict(config)))
+        return fit(task, job.run_dir, epochs=job.epochs, resume=resume, progress=progress,
+                   header=(f"precision {job.precision} ({job.precision_reason})",))

@@ -17,9 +17,11 @@ from gencli.inference.vae import evaluate, prior_samples
 from gencli.losses import vae_loss
 from gencli.models.vae import VAEConfig, build
 from gencli.registry import get_family
-from gencli.runs import check_more_to_do, clear_run_outputs, hold_run_dir, prepare_run_dir, resumed_run, write_options
+from gencli.runs import (check_more_to_do, clear_run_outputs, epochs_done, hold_run_dir, prepare_run_dir, resolved,
+                         resumed_options, resumed_run, write_options)
 from gencli.training.common import accumulate, seed_everything, shuffled_batches
-from gencli.training.loop import TrainingHooks, fit
+from gencli.training.loop import TrainingHooks, TrainingPlan, fit
+from gencli.training.options import VAETraining, options_document
 
 
 class VAETask:
@@ -112,34 +114,44 @@ class VAETask:
         return self.ema, self.metadata
 
 
-def train(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Path | None = None,
-          out: str | Path | None = None, epochs: int = 50, batch_size: int = 64, lr: float = 1e-3,
-          latent_dim: int = 2, hidden: tuple[int, ...] = (512, 256), seed: int = 0, lr_schedule: str = "constant",
-          ema_decay: float = 0.9999, dropout: float = 0.0, device: str = "auto", precision: str = "auto",
-          resume: bool = False, overwrite: bool = False, progress: TrainingHooks | None = None) -> Path:
-    """Train a vae or cvae (options checked by gencli.api.train_vae); returns model.safetensors' path.
-    On `resume`, the architecture and seed come from the run being continued; the precision, like the
-    device, from this call (`auto`: bf16 autocast where the hardware has it, else fp32)."""
+def plan(options: VAETraining, *, run_dir: str | Path | None = None, resume: bool = False,
+         overwrite: bool = False) -> TrainingPlan:
+    """What `train` would do, resolved without writing anything: the run folder checked, on `resume` the
+    run's options (with this call's length, device and precision) and architecture, the device and the
+    precision (`auto`: bf16 autocast where the hardware has it, else fp32)."""
+    family = options.family
     spec = get_family(family)
-    run_dir = prepare_run_dir(family, out, resume, overwrite)
-    config = spec.default_config(latent_dim=latent_dim, hidden=tuple(hidden), dropout=dropout)
-    with hold_run_dir(run_dir):  # refused at once if another training holds it
-        if resume:
-            run = resumed_run(run_dir, family)
-            config, seed = spec.config_from_dict(run.config), run.seed
-            check_more_to_do(run_dir, epochs)
-        train_set, test_set = load_idx_dataset(dataset, data_dir)
+    folder = prepare_run_dir(family, run_dir, resume, overwrite)
+    if resume:
+        run = resumed_run(folder, family)
+        options = resumed_options(run, options, family, folder)
+        config = spec.config_from_dict(run.config)
+        check_more_to_do(folder, options.epochs)
+    else:
+        config = spec.default_config(**options.arch())
+    dev = distributed.resolve_device(options.device)
+    precision, reason = distributed.resolve_precision(options.precision, dev)
+    return TrainingPlan(family, options.with_config(config), folder, resume, options.epochs,
+                        epochs_done(folder) if resume else 0, str(dev), precision, reason, config)
+
+
+def train(options: VAETraining, *, run_dir: str | Path | None = None, resume: bool = False,
+          overwrite: bool = False, progress: TrainingHooks | None = None) -> Path:
+    """Train a vae or cvae as `options` say (see `plan`); returns model.safetensors' path."""
+    job = plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
+    options, config = job.options, job.config
+    with hold_run_dir(job.run_dir):  # refused at once if another training holds it
+        train_set, test_set = load_idx_dataset(options.data, options.data_dir)
         if not resume:
-            clear_run_outputs(run_dir)
-        dev = distributed.init(distributed.resolve_device(device))
-        precision, precision_reason = distributed.resolve_precision(precision, dev)
-        seed_everything(seed)
-        task = VAETask(family, config, train_set, test_set, dataset=dataset, lr=lr, batch_size=batch_size,
-                       seed=seed, device=dev, epochs=epochs, lr_schedule=lr_schedule, ema_decay=ema_decay,
-                       precision=precision)
-        write_options(run_dir, {"family": family, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
-                                "lr": lr, "lr_schedule": lr_schedule, "ema_decay": ema_decay, "seed": seed,
-                                "device": str(dev), "precision": precision, "precision_reason": precision_reason,
-                                "config": asdict(config)})
-        return fit(task, run_dir, epochs=epochs, resume=resume, progress=progress,
-                   header=(f"precision {precision} ({precision_reason})",))
+            clear_run_outputs(job.run_dir)
+        dev = distributed.init(distributed.resolve_device(options.device))
+        seed_everything(options.seed)
+        task = VAETask(job.family, config, train_set, test_set, dataset=options.data, lr=options.lr,
+                       batch_size=options.batch_size, seed=options.seed, device=dev, epochs=options.epochs,
+                       lr_schedule=options.lr_schedule, ema_decay=options.ema_decay, precision=job.precision)
+        write_options(job.run_dir, options_document(
+            options, job.family, resolved=resolved(dev, job.precision, job.precision_reason, options.batch_size),
+            data={"name": options.data, "images": len(train_set.labels), "test_images": len(test_set.labels)},
+            config=asdict(config)))
+        return fit(task, job.run_dir, epochs=options.epochs, resume=resume, progress=progress,
+                   header=(f"precision {job.precision} ({job.precision_reason})",))
