@@ -100,7 +100,7 @@ FAMILIES: dict[str, Family] = {
     "cvae": Family("cvae", "gencli.models.vae", "VAEConfig", VAE_COMMANDS,
                    defaults=(("num_classes", 10),)),  # the digit label joins encoder input and latent
     "stylegan": Family("stylegan", "gencli.models.stylegan", "StyleGANConfig",
-                       frozenset({"train", "sample", "style-mix", "interpolate", "evaluate", "export"})),
+                       frozenset({"train", "sample", "style-mix", "interpolate", "project", "evaluate", "export"})),
     "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate", "evaluate", "export"})),
     "classifier": Family("classifier", "gencli.models.classifier", "ClassifierConfig", frozenset()),  # judges digits
 }
