@@ -342,3 +342,65 @@ def test_w_file_of_another_model_is_refused(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(GencliError, match="not a readable w file"):
         api_projection.load_w(tmp_path / "junk.safetensors")
+
+
+# --- a w file where a seed goes ----------------------------------------------------------------------------
+
+def test_seed_items_parse_seeds_and_w_files():
+    from pathlib import Path
+
+    from gencli.api.common import item_label, parse_seed_items
+    from gencli.errors import OptionError
+
+    assert parse_seed_items("0-2, me_w.safetensors,5") == [0, 1, 2, Path("me_w.safetensors"), 5]
+    assert parse_seed_items("7") == [7] and item_label(Path("d/me_w.safetensors")) == "me" and item_label(3) == "3"
+    with pytest.raises(OptionError, match="bad seed list --rows"):
+        parse_seed_items("0,me.png", "--rows")
+
+
+def cells(path, n, cell=16, pad=2):
+    """The n cells of the first row of a grid image (grey), each (cell, cell) in [0, 1]."""
+    grid = torch.from_numpy(np.array(Image.open(path))).float() / 255
+    return [grid[pad : pad + cell, pad + k * (cell + pad) : pad + k * (cell + pad) + cell] for k in range(n)]
+
+
+def test_a_projected_w_stands_where_a_seed_goes(checkpoint, tmp_path):
+    G = tiny_generator()
+    target, _ = drawn_target(G)
+    Image.fromarray(target[0].round().to(torch.uint8).numpy(), "L").save(tmp_path / "me.png")
+    Image.fromarray(drawn_target(G, seed=9)[0][0].round().to(torch.uint8).numpy(), "L").save(tmp_path / "you.png")
+    for name in ("me", "you"):
+        result = run("project", "-c", checkpoint, tmp_path / f"{name}.png", "--steps", 40, "-o", tmp_path / f"{name}.png".replace(".", "_p."))
+        assert result.exit_code == 0, result.output
+    me, you = tmp_path / "me_p_w.safetensors", tmp_path / "you_p_w.safetensors"
+    projected = torch.from_numpy(np.array(Image.open(tmp_path / "me_p.png"))).float() / 255
+
+    result = run("sample", "-c", checkpoint, "--seeds", f"{me},0-1", "-o", tmp_path / "s.png", "--outdir", tmp_path / "cells")
+    assert result.exit_code == 0, result.output
+    assert (torch.from_numpy(np.array(Image.open(tmp_path / "cells" / "me_p_w.png"))).float() / 255
+            - projected).abs().max() <= 1 / 255 + 1e-6  # the projection itself: its noise, no truncation
+    plain = run("sample", "-c", checkpoint, "--seeds", "0-1", "-o", tmp_path / "plain.png", "--outdir", tmp_path / "plain")
+    assert plain.exit_code == 0
+    assert (tmp_path / "cells" / "seed0001.png").read_bytes() == (tmp_path / "plain" / "seed0001.png").read_bytes()
+
+    mix = run("style-mix", "-c", checkpoint, "--rows", f"{me},0", "--cols", f"1,{you}", "-o", tmp_path / "mix.png")
+    assert mix.exit_code == 0, mix.output
+    assert Image.open(tmp_path / "mix.png").size == (3 * 18 + 2, 3 * 18 + 2)
+    grid = torch.from_numpy(np.array(Image.open(tmp_path / "mix.png"))).float() / 255
+    row_image = grid[20:36, 2:18]  # the row header of `me` (its noise weights are 0: noise plays no part)
+    assert (row_image - projected).abs().max() <= 1 / 255 + 1e-6
+    labelled = run("style-mix", "-c", checkpoint, "--rows", f"{me},0", "--cols", "1", "--annotate", "-o", tmp_path / "m2.png")
+    assert labelled.exit_code == 0, labelled.output
+
+    walk = run("interpolate", "-c", checkpoint, "--seeds", f"{me},0,{you}", "--steps", 3, "-o", tmp_path / "walk.png")
+    assert walk.exit_code == 0, walk.output
+    assert (cells(tmp_path / "walk.png", 1)[0] - projected).abs().max() <= 1 / 255 + 1e-6  # from the photo
+    gif = run("interpolate", "-c", checkpoint, "--seeds", f"{me},{you}", "--steps", 3, "--annotate", "-o", tmp_path / "w.gif")
+    assert gif.exit_code == 0 and Image.open(tmp_path / "w.gif").n_frames == 3
+
+    other = tiny_generator(w_dim=4, z_dim=4)
+    elsewhere = save_model(tmp_path / "other.safetensors", "stylegan", other, other.config, epoch=1, seed=0, extra={})
+    one_line_error(run("sample", "-c", elsewhere, "--seeds", str(me), "-o", tmp_path / "x.png"), "another model")
+    one_line_error(run("style-mix", "-c", checkpoint, "--rows", tmp_path / "none_w.safetensors", "-o", tmp_path / "x.png"),
+                   "no such file")
+    one_line_error(run("sample", "vae", "--seeds", str(me), "-o", tmp_path / "x.png"), "stylegan models")

@@ -141,6 +141,20 @@ def load_w(path: str | Path, G=None) -> tuple[torch.Tensor, list[torch.Tensor], 
     return ws, noise, meta
 
 
+def fixed_ws(G, items: list) -> list:
+    """`items` (seeds and w file paths) with every path read into an inference.stylegan.FixedW for G."""
+    from gencli.api.common import item_label
+    from gencli.inference.stylegan import FixedW
+
+    out = []
+    for item in items:
+        if isinstance(item, (str, Path)):
+            ws, noise, _ = load_w(item, G)
+            item = FixedW(ws, noise, item_label(Path(item)))
+        out.append(item)
+    return out
+
+
 def w_path(out: Path) -> Path:
     return out.with_name(out.stem + "_w.safetensors")
 

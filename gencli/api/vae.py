@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from gencli.api.common import check_numbers, check_positive, check_scale, check_train_precision, check_truncation
+from gencli.api.common import check_numbers, check_positive, check_scale, check_train_precision, check_truncation, item_label
+from gencli.api.projection import fixed_ws
 from gencli.data import load_idx_dataset
 from gencli.errors import GencliError, OptionError
 from gencli.images import check_folder, check_image_path, save_animation, save_cells, save_grid
@@ -64,9 +65,9 @@ def train_vae(family: str = "vae", *, dataset: str = "mnist", data_dir: str | Pa
 
 def seed_span(seeds: list[int]) -> str:
     """'0-7' for consecutive seeds, else '1,5,9': the header of a row of samples."""
-    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+    if len(seeds) > 1 and all(isinstance(s, int) for s in seeds) and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
         return f"{seeds[0]}-{seeds[-1]}"
-    return ",".join(map(str, seeds))
+    return ",".join(map(item_label, seeds))
 
 
 def sample(family: str | None = None, *, checkpoint: str | Path | None = None, seeds: list[int] | None = None,
@@ -97,8 +98,11 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
             raise OptionError("no seeds to sample")
         labels = (stylegan_inference.class_rows(len(seeds), nrow, classes) if label is None
                   else torch.full((len(seeds),), label))
-        images = stylegan_inference.generate(model, seeds, 0.7 if truncation is None else truncation, labels=labels)
+        images = stylegan_inference.generate(model, fixed_ws(model, seeds), 0.7 if truncation is None else truncation,
+                                             labels=labels)
     else:
+        if seeds and any(isinstance(s, Path) for s in seeds):
+            raise OptionError(f"w files (of `gencli project`) stand for seeds of stylegan models, not {meta['family']}")
         if truncation is not None:
             raise OptionError(f"--truncation applies to stylegan models only, not {meta['family']}")
         _check_label(model, label)
@@ -110,7 +114,7 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
         labels = inference.sample_labels(model, len(seeds), label, nrow)
         images = inference.prior_samples(model, seeds, labels)
     if outdir is not None:
-        save_cells(images, [f"seed{s:04d}.png" for s in seeds], Path(outdir), scale)
+        save_cells(images, [f"{s.stem}.png" if isinstance(s, Path) else f"seed{s:04d}.png" for s in seeds], Path(outdir), scale)
     rows = None
     if annotate:
         starts = range(0, len(seeds), nrow)

@@ -1,9 +1,12 @@
 """Using a trained StyleGAN: samples with the truncation trick, the style-mixing grid and interpolation
 in w space (Karras et al. 2019, Sec. 3 and Fig. 3). Tensors in and out, images in [0, 1]; every image
 draws its z and noise from its own seed, so it does not depend on the batch. A conditional model draws
-the class it is given (`labels`; default class 0)."""
+the class it is given (`labels`; default class 0). Where seeds go, a `FixedW` may stand (a projected photo,
+gencli.inference.projection): its ws are used as they are, untruncated."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 
@@ -70,11 +73,45 @@ def seed_ws(G: Generator, seeds: list[int], truncation: float = 1.0, noise_seed:
     return G.broadcast(w).cpu(), noise
 
 
-def generate(G: Generator, seeds: list[int], truncation: float = 1.0, noise_seed: int | None = None,
+@dataclass
+class FixedW:
+    """A w that stands where a seed would: ws (num_ws, w_dim), used untruncated, and its own noise maps
+    [(1, 1, r, r)] (empty: no noise), used where each image has its own noise (not under a shared
+    `noise_seed`). `name` heads it in grids."""
+
+    ws: torch.Tensor
+    noise: list[torch.Tensor] = field(default_factory=list)
+    name: str = "w"
+
+
+def item_ws(G: Generator, items: list, truncation: float = 1.0, noise_seed: int | None = None, labels=None):
+    """seed_ws for `items` that are seeds or FixedW: (ws (N, num_ws, w_dim), noise), in the order given."""
+    labels = seed_labels(G, len(items), labels)
+    at = [k for k, item in enumerate(items) if not isinstance(item, FixedW)]
+    if len(at) == len(items):
+        return seed_ws(G, items, truncation, noise_seed, labels)
+    ws = torch.empty(len(items), G.num_ws, G.w_avg.shape[-1])
+    noise = [torch.zeros(len(items), 1, r, r) for r in G.synthesis.layer_resolutions]
+    if at:
+        seeded, seeded_noise = seed_ws(G, [items[k] for k in at], truncation, noise_seed,
+                                       None if labels is None else labels[at])
+        ws[at] = seeded
+        for layer, values in zip(noise, seeded_noise):
+            layer[at] = values
+    shared = seed_inputs(G, [0], noise_seed)[1] if noise_seed is not None else None
+    for k, item in enumerate(items):
+        if isinstance(item, FixedW):
+            ws[k] = item.ws.to(ws)
+            for layer, values in zip(noise, shared if shared is not None else item.noise):  # none: zeros
+                layer[k] = values.reshape(layer.shape[1:])
+    return ws, noise
+
+
+def generate(G: Generator, seeds: list, truncation: float = 1.0, noise_seed: int | None = None,
              labels=None) -> torch.Tensor:
-    """One image per seed, (N, C, H, W) in [0, 1]; conditional: of class `labels` (see seed_ws)."""
+    """One image per seed (or FixedW), (N, C, H, W) in [0, 1]; conditional: of class `labels` (see seed_ws)."""
     G.eval()
-    return synthesize(G, *seed_ws(G, seeds, truncation, noise_seed, labels))
+    return synthesize(G, *item_ws(G, seeds, truncation, noise_seed, labels))
 
 
 def style_mix(G: Generator, row_seeds: list[int], col_seeds: list[int], cutoff: int, truncation: float = 1.0,
@@ -85,8 +122,8 @@ def style_mix(G: Generator, row_seeds: list[int], col_seeds: list[int], cutoff: 
     if not 0 <= cutoff <= G.num_ws:
         raise GencliError(f"--cutoff must be between 0 and {G.num_ws} (this model's style layers), got {cutoff}")
     G.eval()
-    rows, noise = seed_ws(G, row_seeds, truncation, noise_seed, label)
-    cols, _ = seed_ws(G, col_seeds, truncation, noise_seed, label)
+    rows, noise = item_ws(G, row_seeds, truncation, noise_seed, label)
+    cols, _ = item_ws(G, col_seeds, truncation, noise_seed, label)
     r, c = len(row_seeds), len(col_seeds)
     mixed = cols.unsqueeze(0).repeat(r, 1, 1, 1)  # (R, C, num_ws, w_dim)
     mixed[:, :, :cutoff] = rows[:, None, :cutoff]
@@ -115,7 +152,7 @@ def interpolate(G: Generator, seeds: list[int], steps: int = 8, truncation: floa
     if steps < 2:
         raise GencliError(f"--steps must be at least 2, got {steps}")
     G.eval()
-    ws, noise = seed_ws(G, seeds, truncation, noise_seed, label)
+    ws, noise = item_ws(G, seeds, truncation, noise_seed, label)
     t = torch.linspace(0, 1, steps)[:, None, None]
     path = torch.cat([ws[k].lerp(ws[k + 1], t) for k in range(len(seeds) - 1)])  # lerp broadcasts over t
     return synthesize(G, path, [n[:1].expand(len(path), -1, -1, -1) for n in noise])
