@@ -208,20 +208,52 @@ def sha256sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_checked(url: str, dest: Path, sha256: str, *, progress=None) -> Path:
-    """Download `url` to `dest` (atomically) only if its SHA-256 is `sha256`; else nothing is kept."""
+def download_checked(url: str, dest: Path, sha256: str | None, *, progress=None,
+                     check: Callable[[Path], None] | None = None) -> Path:
+    """Download `url` to `dest` (atomically) only if its SHA-256 is `sha256` (and, with `check`, the
+    downloaded file passes `check(path)`, which raises GencliError otherwise); else nothing is kept.
+    `sha256` None: a file whose checksum gencli does not know yet, taken on `check` alone."""
     from gencli.download import fetch
 
     dest = Path(dest)
     staging = fetch(url, dest.with_name(f".{dest.name}.download"), progress=progress)
     try:
         got = sha256sum(staging)
-        if got != sha256.lower():
+        if sha256 is not None and got != sha256.lower():
             raise GencliError(f"{url} has SHA-256 {got}, expected {sha256}; not used")
+        if sha256 is None and check is None:
+            raise GencliError(f"{url} has no known SHA-256 and nothing to check it by; not used")
+        if check is not None:
+            check(staging)
         staging.replace(dest)
     finally:
         staging.unlink(missing_ok=True)
     return dest
+
+
+def find_weights_file(path: str | Path | None, *, option: str, env: str, cached: Path,
+                      downloads: Iterable[tuple[str, str | None]], where: str, download: bool = True,
+                      progress=None, check: Callable[[Path], None] | None = None) -> Path:
+    """A weights file: `path` (given as `option`), else $`env`, else `cached`, else a checked download
+    into `cached` (see download_checked); else a one-line GencliError: `where` (where to put the file)
+    and the last download failure."""
+    for given, source in ((path, option), (os.environ.get(env), env)):
+        if given:
+            file = Path(given).expanduser()
+            if not file.is_file():
+                raise GencliError(f"{source} {given}: no such file")
+            return file
+    if cached.is_file():
+        return cached
+    failures = []
+    if download:
+        for url, sha256 in downloads:
+            try:
+                return download_checked(url, cached, sha256, progress=progress, check=check)
+            except GencliError as e:
+                failures.append(str(e))
+    tried = f" (download failed: {failures[-1]})" if failures else ""
+    raise GencliError(where + tried)
 
 
 def where_to_put_it() -> str:
@@ -233,24 +265,8 @@ def find_inception(path: str | Path | None = None, *, download: bool = True,
                    downloads: Iterable[tuple[str, str]] = DOWNLOADS, progress=None) -> Path:
     """The Inception weights file: `path`, else $GENCLI_INCEPTION, else the cached file, else a checked
     download into the cache; else a one-line GencliError saying where to put the file."""
-    for given, source in ((path, "--inception"), (os.environ.get("GENCLI_INCEPTION"), "GENCLI_INCEPTION")):
-        if given:
-            file = Path(given).expanduser()
-            if not file.is_file():
-                raise GencliError(f"{source} {given}: no such file")
-            return file
-    cached = inception_cache_path()
-    if cached.is_file():
-        return cached
-    failures = []
-    if download:
-        for url, sha256 in downloads:
-            try:
-                return download_checked(url, cached, sha256, progress=progress)
-            except GencliError as e:
-                failures.append(str(e))
-    tried = f" (download failed: {failures[-1]})" if failures else ""
-    raise GencliError(where_to_put_it() + tried)
+    return find_weights_file(path, option="--inception", env="GENCLI_INCEPTION", cached=inception_cache_path(),
+                             downloads=downloads, where=where_to_put_it(), download=download, progress=progress)
 
 
 def load_inception(path: str | Path | None = None, *, download: bool = True, device="cpu",

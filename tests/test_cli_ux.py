@@ -130,7 +130,7 @@ def test_info_errors(tmp_path):
 @pytest.mark.parametrize("command", [["train", "vae"], ["train", "cvae"], ["train", "cyclegan"], ["train", "stylegan"],
                                      ["sample"], ["latent-grid"], ["reconstruct"], ["evaluate"], ["translate"],
                                      ["download"], ["download-weights"], ["import-weights", "cyclegan"],
-                                     ["import-weights", "stylegan"], ["style-mix"], ["interpolate"], ["info"],
+                                     ["import-weights", "stylegan"], ["style-mix"], ["interpolate"], ["project"], ["info"],
                                      ["export"]])
 def test_every_command_has_examples(command):
     result = run(*command, "--help")

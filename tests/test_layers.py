@@ -16,7 +16,7 @@ LAYERS = {
     "gencli": 0,  # the package itself: __version__
     "gencli.errors": 1,
     "gencli.models": 2,
-    **{f"gencli.{m}": 3 for m in ("catalog", "metrics", "files", "distributed", "losses", "download", "registry",
+    **{f"gencli.{m}": 3 for m in ("catalog", "metrics", "perceptual", "files", "distributed", "losses", "download", "registry",
                                    "checkpoint", "data", "images", "runs")},
     "gencli.inference": 4,
     "gencli.weights": 5,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+from pathlib import Path
 
 from gencli.checks import INT_LIMIT, NON_NEGATIVE, POSITIVE, SEED, SEED_LIMIT, UNIT, check_number  # noqa: F401
 from gencli.errors import ConfigError, GencliError, OptionError
@@ -71,6 +73,29 @@ def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
     if len(seeds) > MAX_SEEDS:
         raise OptionError(f"{option} {text!r} names more than {MAX_SEEDS} seeds")
     return seeds
+
+
+def parse_seed_items(text: str, option: str = "--seeds") -> list[int | Path]:
+    """Seeds and w files of `gencli project`, in order: '0-3,photo_w.safetensors' -> [0, 1, 2, 3,
+    Path('photo_w.safetensors')]. An item ending in .safetensors is a w file; the others are seeds as
+    parse_seeds reads them."""
+    items: list[int | Path] = []
+    for part in text.split(","):
+        if part.strip().lower().endswith(".safetensors"):
+            items.append(Path(part.strip()))
+        else:
+            items.extend(parse_seeds(part, option))
+        if len(items) > MAX_SEEDS:
+            raise OptionError(f"{option} {text!r} names more than {MAX_SEEDS} seeds")
+    return items
+
+
+def item_label(item: int | Path) -> str:
+    """How a seed or a w file heads a grid row or column: '7', or the file's name without _w.safetensors."""
+    if isinstance(item, Path):
+        stem = item.name[: -len(".safetensors")] if item.name.lower().endswith(".safetensors") else item.stem
+        return stem[:-2] if stem.endswith("_w") and len(stem) > 2 else stem
+    return str(item)
 
 
 def parse_ints(text: str, option: str) -> tuple[int, ...]:

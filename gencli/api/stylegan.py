@@ -8,7 +8,9 @@ import tempfile
 from pathlib import Path
 
 from gencli import download
-from gencli.api.common import check_numbers, check_positive, check_scale, check_truncation, options_named, training_options
+from gencli.api.common import (check_numbers, check_positive, check_scale, check_truncation, item_label, options_named,
+                               training_options)
+from gencli.api.projection import fixed_ws
 from gencli.catalog import models_dir
 from gencli.checkpoint import read_metadata, save_model
 from gencli.errors import GencliError, NothingToDo, OptionError
@@ -58,11 +60,11 @@ def default_truncation(G, truncation: float | None) -> float:
     return 1.0 if inference.is_stylegan2(G) else 0.7
 
 
-def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int = 4, truncation: float | None = None,
+def style_mix(*, checkpoint=None, rows: list, cols: list, cutoff: int = 4, truncation: float | None = None,
               noise_seed: int = 0, label: int | None = None, out, device: str = "cpu", scale: int = 1,
               annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
     """Write the style-mixing grid (in the format the extension of `out` names; a conditional model's of
-    class `label`, default 0); returns its path.
+    class `label`, default 0); returns its path. `rows` and `cols`: seeds or w files of `gencli project`.
     `scale`: upsample (nearest); `annotate`: the seeds as row and column headers."""
     check_numbers(locals())
     out = check_image_path(Path(out))
@@ -71,18 +73,18 @@ def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int 
     if not rows or not cols:
         raise OptionError("--rows and --cols each need at least one seed")
     G = _open("style-mix", checkpoint, device)
-    parts = inference.style_mix(G, rows, cols, cutoff, default_truncation(G, truncation), noise_seed, label,
-                                truncation_cutoff, noise_mode)
-    headers = dict(col_labels=[""] + [str(s) for s in cols], row_labels=[""] + [str(s) for s in rows],
+    parts = inference.style_mix(G, fixed_ws(G, rows), fixed_ws(G, cols), cutoff, default_truncation(G, truncation),
+                                noise_seed, label, truncation_cutoff, noise_mode)
+    headers = dict(col_labels=[""] + [item_label(s) for s in cols], row_labels=[""] + [item_label(s) for s in rows],
                    corner="seed") if annotate else {}
     return save_grid(inference.style_mix_grid(*parts), out, nrow=len(cols) + 1, scale=scale, **headers)
 
 
-def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation: float | None = None,
+def interpolate(*, checkpoint=None, seeds: list, steps: int = 8, truncation: float | None = None,
                 noise_seed: int = 0, label: int | None = None, out, device: str = "cpu", scale: int = 1,
                 annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
-    """Write interpolation strips (one row per pair of consecutive seeds; a conditional model's of class
-    `label`, default 0) as an image, or, when `out` names
+    """Write interpolation strips (one row per pair of consecutive seeds or w files of `gencli project`; a
+    conditional model's of class `label`, default 0) as an image, or, when `out` names
     an animated format (.gif, .webp), the frames along the whole path as an animation; returns its path.
     `scale`: upsample (nearest); `annotate`: each strip's seeds (an animation: each frame's seeds and t)."""
     check_numbers(locals())
@@ -90,9 +92,9 @@ def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation
     check_truncation(truncation)
     check_scale(scale)
     G = _open("interpolate", checkpoint, device)
-    images = inference.interpolate(G, seeds, steps, default_truncation(G, truncation), noise_seed, label,
+    images = inference.interpolate(G, fixed_ws(G, seeds), steps, default_truncation(G, truncation), noise_seed, label,
                                    truncation_cutoff, noise_mode)
-    pairs = list(zip(seeds, seeds[1:]))
+    pairs = [(item_label(a), item_label(b)) for a, b in zip(seeds, seeds[1:])]
     if image_format(out) in ANIMATED:
         # The path once: each strip after the first starts where the one before ended.
         keep = [k * steps + i for k in range(len(pairs)) for i in range(steps) if k == 0 or i > 0]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from gencli.api.common import check_numbers, check_positive, check_scale, check_truncation, training_options
+from gencli.api.common import check_numbers, check_positive, check_scale, check_truncation, item_label, training_options
+from gencli.api.projection import fixed_ws
 from gencli.data import load_idx_dataset
 from gencli.errors import GencliError, OptionError
 from gencli.images import check_folder, check_image_path, save_animation, save_cells, save_grid
@@ -54,9 +55,9 @@ def train_vae(options: VAETraining | None = None, /, *, run_dir: str | Path | No
 
 def seed_span(seeds: list[int]) -> str:
     """'0-7' for consecutive seeds, else '1,5,9': the header of a row of samples."""
-    if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+    if len(seeds) > 1 and all(isinstance(s, int) for s in seeds) and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
         return f"{seeds[0]}-{seeds[-1]}"
-    return ",".join(map(str, seeds))
+    return ",".join(map(item_label, seeds))
 
 
 def sample(family: str | None = None, *, checkpoint: str | Path | None = None, seeds: list[int] | None = None,
@@ -92,9 +93,11 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
                   else torch.full((len(seeds),), label))
         if truncation is None:
             truncation = 1.0 if meta["family"] == "stylegan2" else 0.7
-        images = stylegan_inference.generate(model, seeds, truncation, labels=labels, cutoff=truncation_cutoff,
-                                             noise_mode=noise_mode)
+        images = stylegan_inference.generate(model, fixed_ws(model, seeds), truncation, labels=labels,
+                                             cutoff=truncation_cutoff, noise_mode=noise_mode)
     else:
+        if seeds and any(isinstance(s, Path) for s in seeds):
+            raise OptionError(f"w files (of `gencli project`) stand for seeds of stylegan models, not {meta['family']}")
         for name, value in (("--truncation", truncation), ("--noise-mode", noise_mode),
                             ("--truncation-cutoff", truncation_cutoff)):
             if value is not None:
@@ -108,7 +111,7 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
         labels = inference.sample_labels(model, len(seeds), label, nrow)
         images = inference.prior_samples(model, seeds, labels)
     if outdir is not None:
-        save_cells(images, [f"seed{s:04d}.png" for s in seeds], Path(outdir), scale)
+        save_cells(images, [f"{s.stem}.png" if isinstance(s, Path) else f"seed{s:04d}.png" for s in seeds], Path(outdir), scale)
     rows = None
     if annotate:
         starts = range(0, len(seeds), nrow)

@@ -37,8 +37,8 @@ training_command(train_app, StyleGANTraining, ("stylegan",), run_dir_help="Run f
 @fails_cleanly
 def style_mix(
     model: ModelArg = None,
-    rows: Annotated[str, typer.Option(help="Seeds of the rows: their coarse styles (layers below --cutoff).")] = "0-3",
-    cols: Annotated[str, typer.Option(help="Seeds of the columns: their fine styles.")] = "4-7",
+    rows: Annotated[str, typer.Option(help="Seeds of the rows: their coarse styles (layers below --cutoff); w files of `gencli project` too.")] = "0-3",
+    cols: Annotated[str, typer.Option(help="Seeds of the columns: their fine styles; w files too.")] = "4-7",
     cutoff: Annotated[int, typer.Option(help="Style layers taken from the row seed (4 = the 4 and 8 px layers).")] = 4,
     truncation: TruncationOpt = None,
     truncation_cutoff: TruncationCutoffOpt = None,
@@ -56,8 +56,8 @@ def style_mix(
     from gencli import api
 
     checkpoint = stylegan_checkpoint(model, checkpoint)
-    path = api.style_mix(checkpoint=checkpoint, rows=api.common.parse_seeds(rows, "--rows"),
-                         cols=api.common.parse_seeds(cols, "--cols"), cutoff=cutoff, truncation=truncation,
+    path = api.style_mix(checkpoint=checkpoint, rows=api.common.parse_seed_items(rows, "--rows"),
+                         cols=api.common.parse_seed_items(cols, "--cols"), cutoff=cutoff, truncation=truncation,
                          noise_seed=noise_seed, label=label, out=output or Path("stylegan_style_mix.png"), device=device.value,
                          scale=scale, annotate=annotate, noise_mode=noise_mode.value if noise_mode else None,
                          truncation_cutoff=truncation_cutoff)
@@ -70,7 +70,7 @@ def style_mix(
 @fails_cleanly
 def interpolate(
     model: ModelArg = None,
-    seeds: Annotated[str, typer.Option(help="Two or more seeds; one strip per consecutive pair, e.g. 0,1 or 0-3.")] = "0,1",
+    seeds: Annotated[str, typer.Option(help="Two or more seeds or w files of `gencli project`; one strip per consecutive pair, e.g. 0,1 or 0-3 or photo_w.safetensors,0.")] = "0,1",
     steps: Annotated[int, typer.Option(help="Images per strip, ends included.")] = 8,
     truncation: TruncationOpt = None,
     truncation_cutoff: TruncationCutoffOpt = None,
@@ -89,7 +89,7 @@ def interpolate(
     from gencli import api
 
     checkpoint = stylegan_checkpoint(model, checkpoint)
-    path = api.interpolate(checkpoint=checkpoint, seeds=api.common.parse_seeds(seeds), steps=steps,
+    path = api.interpolate(checkpoint=checkpoint, seeds=api.common.parse_seed_items(seeds), steps=steps,
                            truncation=truncation, noise_seed=noise_seed, label=label,
                            out=output or Path("stylegan_interpolation.png"), device=device.value,
                            scale=scale, annotate=annotate, noise_mode=noise_mode.value if noise_mode else None,

@@ -34,7 +34,7 @@ def sample(
     n: Annotated[Optional[int], typer.Option("-n", help="Number of images (default 64; cvae: 10 rows).")] = None,
     nrow: Annotated[int, typer.Option(help="Images per row.")] = 8,
     seed: Annotated[int, typer.Option(help="First seed; image i uses seed+i.")] = 0,
-    seeds: Annotated[Optional[str], typer.Option(help="Explicit seeds, e.g. 0-63 or 1,5,9 (overrides -n/--seed).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Explicit seeds, e.g. 0-63 or 1,5,9 (overrides -n/--seed); stylegan: w files of `gencli project` too, e.g. photo_w.safetensors,0-6.")] = None,
     label: LabelOpt = None,
     truncation: Annotated[Optional[float], typer.Option(help="stylegan only: truncation psi in [0, 1] (default 0.7; 1 disables it; an imported StyleGAN2: 1, as NVIDIA's tools).")] = None,
     truncation_cutoff: TruncationCutoffOpt = None,
@@ -55,7 +55,7 @@ def sample(
     if family is None and checkpoint is None:
         raise OptionError("name a model (e.g. `gencli sample vae`) or pass --checkpoint")
     if seeds is not None:
-        seed_list = api.common.parse_seeds(seeds)
+        seed_list = api.common.parse_seed_items(seeds)
     elif n is not None:
         seed_list = api.common.parse_seeds(f"{seed}-{seed + n - 1}", "-n/--seed")
     else:

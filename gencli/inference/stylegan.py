@@ -1,7 +1,8 @@
 """Using a trained StyleGAN: samples with the truncation trick, the style-mixing grid and interpolation
 in w space (Karras et al. 2019, Sec. 3 and Fig. 3). Tensors in and out, images in [0, 1]; every image
 draws its z and noise from its own seed, so it does not depend on the batch. A conditional model draws
-the class it is given (`labels`; default class 0).
+the class it is given (`labels`; default class 0). Where seeds go, a `FixedW` may stand (a projected photo,
+gencli.inference.projection): its ws are used as they are, untruncated.
 
 Both StyleGAN families work here (gencli's own, gencli.models.stylegan, and NVIDIA's StyleGAN2,
 gencli.models.stylegan2). A StyleGAN2 draws z as NVIDIA's generate.py and gen_images.py do,
@@ -9,6 +10,8 @@ gencli.models.stylegan2). A StyleGAN2 draws z as NVIDIA's generate.py and gen_im
 is by default the constant noise stored in the network (their default noise mode)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -141,11 +144,57 @@ def seed_ws(G, seeds: list[int], truncation: float = 1.0, noise_seed: int | None
     return ws.cpu(), noise
 
 
-def generate(G, seeds: list[int], truncation: float = 1.0, noise_seed: int | None = None, labels=None,
+@dataclass
+class FixedW:
+    """A w that stands where a seed would: ws (num_ws, w_dim), used untruncated, and its own noise maps
+    [(1, 1, r, r)] (empty: no noise), used where each image has its own noise (not under a shared
+    `noise_seed`). `name` heads it in grids."""
+
+    ws: torch.Tensor
+    noise: list[torch.Tensor] = field(default_factory=list)
+    name: str = "w"
+
+
+def network_noise(G, noise_mode: str) -> list[torch.Tensor]:
+    """A StyleGAN2's own noise as explicit maps [(1, 1, r, r)]: its stored constant noise, or zeros (none)."""
+    if noise_mode == "none":
+        return [torch.zeros(1, 1, r, r) for r in G.synthesis.layer_resolutions]
+    stored = [m.noise_const for m in G.synthesis.modules() if hasattr(m, "noise_const")]
+    return [n.detach().cpu().float().reshape(1, 1, *n.shape[-2:]) for n in stored]
+
+
+def item_ws(G, items: list, truncation: float = 1.0, noise_seed: int | None = None, labels=None,
+            cutoff: int | None = None, noise_mode: str | None = None):
+    """seed_ws for `items` that are seeds or FixedW: (ws (N, num_ws, w_dim), noise), in the order given."""
+    labels = seed_labels(G, len(items), labels)
+    at = [k for k, item in enumerate(items) if not isinstance(item, FixedW)]
+    if len(at) == len(items):
+        return seed_ws(G, items, truncation, noise_seed, labels, cutoff, noise_mode)
+    mode = check_noise_mode(G, noise_mode)
+    ws = torch.empty(len(items), G.num_ws, G.w_avg.shape[-1])
+    own = network_noise(G, mode) if is_stylegan2(G) and mode != "random" else None  # the network's, for the seeds
+    noise = [torch.zeros(len(items), 1, r, r) for r in G.synthesis.layer_resolutions]
+    if at:
+        seeded, seeded_noise = seed_ws(G, [items[k] for k in at], truncation, noise_seed,
+                                       None if labels is None else labels[at], cutoff, noise_mode)
+        ws[at] = seeded
+        for layer, values in zip(noise, seeded_noise if seeded_noise is not None else own):
+            layer[at] = values.to(layer)
+    shared = (seed_inputs(G, [0], noise_seed, mode)[1] or own) if noise_seed is not None else None
+    for k, item in enumerate(items):
+        if isinstance(item, FixedW):
+            ws[k] = item.ws.to(ws)
+            for layer, values in zip(noise, shared if shared is not None else item.noise):  # none: zeros
+                layer[k] = values.reshape(layer.shape[1:])
+    return ws, noise
+
+
+def generate(G, seeds: list, truncation: float = 1.0, noise_seed: int | None = None, labels=None,
              cutoff: int | None = None, noise_mode: str | None = None) -> torch.Tensor:
-    """One image per seed, (N, C, H, W) in [0, 1]; conditional: of class `labels` (see seed_ws)."""
+    """One image per seed (or FixedW), (N, C, H, W) in [0, 1]; conditional: of class `labels` (see seed_ws)."""
     G.eval()
-    return synthesize(G, *seed_ws(G, seeds, truncation, noise_seed, labels, cutoff, noise_mode), noise_mode)
+    ws, noise = item_ws(G, seeds, truncation, noise_seed, labels, cutoff, noise_mode)
+    return synthesize(G, ws, noise, noise_mode)
 
 
 def style_mix(G, row_seeds: list[int], col_seeds: list[int], cutoff: int, truncation: float = 1.0,
@@ -157,8 +206,8 @@ def style_mix(G, row_seeds: list[int], col_seeds: list[int], cutoff: int, trunca
     if not 0 <= cutoff <= G.num_ws:
         raise GencliError(f"--cutoff must be between 0 and {G.num_ws} (this model's style layers), got {cutoff}")
     G.eval()
-    rows, noise = seed_ws(G, row_seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
-    cols, _ = seed_ws(G, col_seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
+    rows, noise = item_ws(G, row_seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
+    cols, _ = item_ws(G, col_seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
     r, c = len(row_seeds), len(col_seeds)
     mixed = cols.unsqueeze(0).repeat(r, 1, 1, 1)  # (R, C, num_ws, w_dim)
     mixed[:, :, :cutoff] = rows[:, None, :cutoff]
@@ -187,7 +236,7 @@ def interpolate(G, seeds: list[int], steps: int = 8, truncation: float = 1.0, no
     if steps < 2:
         raise GencliError(f"--steps must be at least 2, got {steps}")
     G.eval()
-    ws, noise = seed_ws(G, seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
+    ws, noise = item_ws(G, seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
     t = torch.linspace(0, 1, steps)[:, None, None]
     path = torch.cat([ws[k].lerp(ws[k + 1], t) for k in range(len(seeds) - 1)])  # lerp broadcasts over t
     return synthesize(G, path, shared_noise(noise, len(path)), noise_mode)
