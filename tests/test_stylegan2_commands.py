@@ -290,3 +290,28 @@ def test_download_weights_fetches_checks_and_converts(mirror, tmp_path, monkeypa
     one_line_error(wrong, "is not NVIDIA's brecahad network")
     assert not (tmp_path / "models" / "brecahad.safetensors").exists()
     one_line_error(run("download-weights", "ffhq", "--direction", "a2b"), "--direction is for CycleGAN")
+
+
+def test_project_a_photo_into_an_imported_network(imported, tmp_path):
+    """`gencli project` on a StyleGAN2: the projection gets closer to the photo, and its w file draws it
+    again through `sample` and mixes with seeds in `style-mix`."""
+    ckpt = imported["sg3_ffhq_like"]
+    _, ref = reference("sg3_ffhq_like")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(ref["psi1_const"][0].numpy()).save(photo)  # seed 0's image: a target the network can draw
+    out = tmp_path / "proj.png"
+    result = run("project", "-c", ckpt, photo, "--steps", 30, "--distance", "pixel", "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    w_file = tmp_path / "proj_w.safetensors"
+    assert out.is_file() and w_file.is_file()
+    target = ref["psi1_const"][0].numpy().astype(float)
+    projected = np.array(Image.open(out)).astype(float)
+    mean_image = run("sample", "stylegan", "-c", ckpt, "--seeds", "0", "--truncation", "0", "--outdir", tmp_path / "avg",
+                     "-o", tmp_path / "avg.png")
+    assert mean_image.exit_code == 0
+    start = read_pngs(tmp_path / "avg", [0])[0].numpy().astype(float)  # where the search starts: the mean w
+    assert np.square(projected - target).mean() < np.square(start - target).mean()
+    again = run("sample", "stylegan", "-c", ckpt, "--seeds", w_file, "--outdir", tmp_path / "again", "-o",
+                tmp_path / "again.png")
+    assert again.exit_code == 0, again.output
+    assert run("style-mix", "-c", ckpt, "--rows", w_file, "--cols", "1,2", "-o", tmp_path / "mix.png").exit_code == 0
