@@ -352,3 +352,36 @@ def test_gradients_flow_for_fine_tuning():
     for name, p in list(G.named_parameters()) + list(D.named_parameters()):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert G.synthesis.blocks[-1].conv1.weight.grad.abs().sum() > 0
+
+
+def test_rosinality_generator_alone(tmp_path):
+    """A bare g_ema state dict (no latent_avg, no d): w_avg is the mean w of seeded random z; no D kept."""
+    import argparse
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        ckpt = torch.load(FIXTURES / "rosinality_v2.pt", map_location="cpu", weights_only=True)
+    bare = tmp_path / "g_ema.pt"
+    torch.save(ckpt["g_ema"], bare)
+    out = import_stylegan(bare, out=tmp_path / "g.safetensors")
+    G, meta = load_model(out)
+    assert meta["extra"]["discriminator"] is False and meta["extra"]["format"] == "rosinality/stylegan2-pytorch"
+    with torch.no_grad():
+        w = G.mapping(torch.randn(4096, 16, generator=torch.Generator().manual_seed(0))).mean(0)
+    assert torch.allclose(G.w_avg, w, atol=1e-5)
+    with pytest.raises(GencliError, match="holds no discriminator"):
+        load_discriminator(out)
+
+
+def test_tensorflow_and_foreign_pickles_are_refused_in_one_line(tmp_path):
+    tf = tmp_path / "stylegan2-ffhq-config-f.pkl"
+    tf.write_bytes(b"cdnnlib.tflib.network\nNetwork\n)\x81.")  # protocol 0: the global, then an instance
+    with pytest.raises(GencliError, match="TensorFlow pickle .* only the PyTorch pickles"):
+        import_stylegan(tf, out=tmp_path / "x.safetensors")
+    other = tmp_path / "list.pkl"
+    other.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(GencliError, match="not an NVIDIA network pickle"):
+        import_stylegan(other, out=tmp_path / "x.safetensors")
+    junk = tmp_path / "junk.pkl"
+    junk.write_bytes(b"\x80\x04not a pickle at all")
+    with pytest.raises(GencliError, match="is not a readable network pickle"):
+        import_stylegan(junk, out=tmp_path / "x.safetensors")
