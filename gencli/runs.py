@@ -55,7 +55,7 @@ def open_model(command: str, family: str | None = None, checkpoint: str | Path |
     source = locate_checkpoint(name or family, checkpoint, hint=hint)
     path = source.path
     held = read_metadata(path)["family"]
-    if family is not None and held != family:
+    if family is not None and held != family and (family, held) != ("stylegan", "stylegan2"):  # imported StyleGAN2
         raise GencliError(f"{path} holds a {held} model, but this needs {family}")
     require_command(held, command)
     model, meta = load_model(path, held, distributed.resolve_device(str(device)))

@@ -8,8 +8,9 @@ CVPR 2020) as NVIDIA's released networks compute them; the networks are in gencl
 - resampling uses the [1, 3, 3, 1] filter (outer product, normalized to sum 1): up-sampling is zero
   insertion and the filter times 4 (its gain), down-sampling the filter then every second pixel.
 - `ModulatedConv2d` (Sec. 2.2): the input channels are scaled by the style s, a 3x3 convolution, then each
-  output channel divided by sqrt(sum_{i,k} (s_i w_oik)^2 + 1e-8) (demodulation). Scaling the activations
-  rather than the weights does the same with one ordinary convolution for the whole batch.
+  output channel divided by sqrt(sum_{i,k} (s_i w_oik)^2 + 1e-8) (demodulation). Folding s and the
+  demodulation into per-sample weights (one grouped convolution over the batch) and scaling the
+  activations around one ordinary convolution compute the same; each layer takes the cheaper.
 - the up-sampling convolution is a stride-2 transposed 3x3 convolution followed by the filter.
 
 Under `torch.no_grad()` the bias, activation and clamp act in place (less memory at 1024 px).
@@ -48,7 +49,7 @@ def upsample2d(x: torch.Tensor) -> torch.Tensor:
 def downsample2d(x: torch.Tensor) -> torch.Tensor:
     """(B, C, 2r, 2r) -> (B, C, r, r): padding (1, 1), the filter, every second pixel."""
     c = x.shape[1]
-    return F.conv2d(F.pad(x, (1, 1, 1, 1)), fir_kernel(c, 1.0, x.device, x.dtype), stride=2, groups=c)
+    return F.conv2d(x, fir_kernel(c, 1.0, x.device, x.dtype), stride=2, padding=1, groups=c)
 
 
 def bias_act(x: torch.Tensor, bias: torch.Tensor | None, act: str = "linear", gain: float = 1.0,
