@@ -312,3 +312,76 @@ def test_stylegan1_files_still_need_their_resolution(tmp_path):
     result = CliRunner().invoke(app, ["import-weights", "stylegan", str(src), "-o", str(tmp_path / "x.safetensors")])
     assert result.exit_code == 2 and "does not record its resolution: give --resolution" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_batch_independent_mode_computes_the_same():
+    """Per-sample weights (one image, or the high resolutions) and scaled activations are one function."""
+    torch.manual_seed(0)
+    G = sg2.build(tiny(c_dim=3)).eval().requires_grad_(False)
+    for name, p in G.named_parameters():
+        if name.endswith("noise_strength"):
+            p.fill_(0.3)
+    z, labels = torch.randn(3, 8), torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        default = G(z, labels, truncation=0.7)
+        single = torch.cat([G(z[i : i + 1], labels[i : i + 1], truncation=0.7) for i in range(3)])
+        scaled = G.batch_independent()(z, labels, truncation=0.7)
+        G.batch_independent(False)
+    assert torch.allclose(default, single, atol=1e-5) and torch.allclose(default, scaled, atol=1e-5)
+
+
+def test_unpickler_allows_numpy_1_names_and_refuses_the_rest():
+    import io
+
+    unpickler = safe_pickle.RestrictedUnpickler(io.BytesIO(b""))
+    assert unpickler.find_class("numpy.core.multiarray", "scalar") is unpickler.find_class("numpy._core.multiarray", "scalar")
+    assert unpickler.find_class("__builtin__", "set") is set  # protocol 2's name for it
+    for module, name in [("builtins", "eval"), ("torch", "load"), ("numpy", "load"), ("subprocess", "Popen")]:
+        with pytest.raises(safe_pickle.Refused):
+            unpickler.find_class(module, name)
+
+
+def test_gradients_flow_for_fine_tuning():
+    """With autograd on (training), every op is out of place and G and D get gradients everywhere."""
+    torch.manual_seed(0)
+    config = tiny(architecture="resnet", c_dim=3)
+    G, D = sg2.build(config), sg2.build_discriminator(config)
+    labels = torch.tensor([0, 1, 2, 0])
+    score = D(G(torch.randn(4, 8), labels, noise_mode="random"), labels).sum()
+    score.backward()
+    for name, p in list(G.named_parameters()) + list(D.named_parameters()):
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert G.synthesis.blocks[-1].conv1.weight.grad.abs().sum() > 0
+
+
+def test_rosinality_generator_alone(tmp_path):
+    """A bare g_ema state dict (no latent_avg, no d): w_avg is the mean w of seeded random z; no D kept."""
+    import argparse
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        ckpt = torch.load(FIXTURES / "rosinality_v2.pt", map_location="cpu", weights_only=True)
+    bare = tmp_path / "g_ema.pt"
+    torch.save(ckpt["g_ema"], bare)
+    out = import_stylegan(bare, out=tmp_path / "g.safetensors")
+    G, meta = load_model(out)
+    assert meta["extra"]["discriminator"] is False and meta["extra"]["format"] == "rosinality/stylegan2-pytorch"
+    with torch.no_grad():
+        w = G.mapping(torch.randn(4096, 16, generator=torch.Generator().manual_seed(0))).mean(0)
+    assert torch.allclose(G.w_avg, w, atol=1e-5)
+    with pytest.raises(GencliError, match="holds no discriminator"):
+        load_discriminator(out)
+
+
+def test_tensorflow_and_foreign_pickles_are_refused_in_one_line(tmp_path):
+    tf = tmp_path / "stylegan2-ffhq-config-f.pkl"
+    tf.write_bytes(b"cdnnlib.tflib.network\nNetwork\n)\x81.")  # protocol 0: the global, then an instance
+    with pytest.raises(GencliError, match="TensorFlow pickle .* only the PyTorch pickles"):
+        import_stylegan(tf, out=tmp_path / "x.safetensors")
+    other = tmp_path / "list.pkl"
+    other.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(GencliError, match="not an NVIDIA network pickle"):
+        import_stylegan(other, out=tmp_path / "x.safetensors")
+    junk = tmp_path / "junk.pkl"
+    junk.write_bytes(b"\x80\x04not a pickle at all")
+    with pytest.raises(GencliError, match="is not a readable network pickle"):
+        import_stylegan(junk, out=tmp_path / "x.safetensors")

@@ -80,7 +80,7 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
     check_truncation(truncation)
     check_scale(scale)
     model, meta = _open("sample", family, checkpoint, device)
-    if meta["family"] in ("stylegan", "stylegan2"):
+    if meta["family"] in ("stylegan", "stylegan2"):  # stylegan2: NVIDIA's networks, imported
         classes = model.config.num_classes
         if label is not None and not classes:
             raise OptionError("--label needs a conditional model (a cvae, or a stylegan trained with --cond)")

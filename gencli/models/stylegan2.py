@@ -128,7 +128,7 @@ def one_hot(labels: torch.Tensor | None, c_dim: int, like: torch.Tensor) -> torc
     if labels is None:
         raise GencliError(f"this stylegan2 is conditional ({c_dim} classes): it needs a class label for every image")
     labels = torch.as_tensor(labels, device=like.device).long().reshape(-1)
-    if len(labels) and (labels.min() < 0 or labels.max() >= c_dim):
+    if not torch.jit.is_tracing() and len(labels) and (labels.min() < 0 or labels.max() >= c_dim):
         raise GencliError(f"class labels must be between 0 and {c_dim - 1}")
     return F.one_hot(labels, c_dim).to(like.dtype)
 
@@ -242,6 +242,14 @@ class Generator(nn.Module):
         self.synthesis = SynthesisNetwork(config)
         self.num_ws = self.synthesis.num_ws
         self.register_buffer("w_avg", torch.zeros(config.w_dim))
+
+    def batch_independent(self, flag: bool = True) -> "Generator":
+        """Compute every modulated layer by scaling activations, so that a traced graph (an export) works
+        for any batch size; False restores the default (per-sample weights where they are cheaper)."""
+        for m in self.modules():
+            if hasattr(m, "per_sample"):
+                m.per_sample = False if flag else None
+        return self
 
     def truncate(self, w: torch.Tensor, psi: float, labels: torch.Tensor | None = None) -> torch.Tensor:
         """w_avg + psi (w - w_avg) (NVIDIA's global mean w, also for a conditional G); psi 1 returns w.

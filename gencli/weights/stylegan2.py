@@ -25,11 +25,12 @@ import torch
 
 from gencli.checkpoint import save_model
 from gencli.errors import GencliError, OptionError
-from gencli.files import check_writable
+from gencli.files import check_writable, load_state_checked
 from gencli.models.stylegan2 import StyleGAN2Config, build, build_discriminator
 from gencli.models.stylegan2_layers import fir_kernel
 from gencli.weights import safe_pickle
 from gencli.weights import stylegan as stylegan_v1
+from gencli.weights.stylegan2_rosinality import from_rosinality
 from gencli.weights.safe_pickle import Record
 
 _FC = re.compile(r"^(mapping\.)fc(\d+)\.(.*)$")
@@ -109,13 +110,17 @@ class _Net:
         return self.state.get(name, default)
 
     def child(self, name: str) -> "_Net":
-        modules = self.state.get("_modules") or {}
+        modules = self.modules()
         if name not in modules:
             raise GencliError(f"{self.source}: the network has no {self.path}.{name}; not a StyleGAN2 network")
         return _Net(modules[name], f"{self.path}.{name}", self.source)
 
+    def modules(self) -> dict:
+        modules = self.state.get("_modules")
+        return modules if isinstance(modules, dict) else {}
+
     def has(self, name: str) -> bool:
-        return (self.state.get("_modules") or {}).get(name) is not None
+        return self.modules().get(name) is not None
 
     def kwargs(self) -> dict:
         kwargs = self.state.get("_init_kwargs")
@@ -132,7 +137,7 @@ class _Net:
                 if not isinstance(t, torch.Tensor):
                     raise GencliError(f"{self.source}: {self.path}.{name} is not a tensor")
                 out[prefix + name] = t.detach().to(torch.float32) if t.is_floating_point() else t.detach()
-        for name, child in (self.state.get("_modules") or {}).items():
+        for name, child in self.modules().items():
             if child is not None:
                 out.update(_Net(child, f"{self.path}.{name}", self.source).tensors(f"{prefix}{name}."))
         return out
@@ -158,7 +163,7 @@ def _is_stylegan3(G: _Net) -> bool:
     if not G.has("synthesis"):
         return False
     syn = G.child("synthesis")
-    names = set((syn.state.get("_modules") or {}).keys())
+    names = set(syn.modules())
     return syn.has("input") or any(n.startswith("L") and "_" in n for n in names) or \
         "Alias-Free" in str(syn.record.get("module_src", ""))[:4000]
 
@@ -231,20 +236,6 @@ def nvidia_config(G: _Net, D: _Net | None, source: str) -> tuple[StyleGAN2Config
         raise GencliError(f"{source}: not a StyleGAN2 network gencli can rebuild ({e})") from None
 
 
-def load_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != got:
-        missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-        differ = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                  else f"{differ[0]} is {got[differ[0]]}, the config makes {expected[differ[0]]}")
-        raise GencliError(f"{source}: the {what}'s weights do not match the StyleGAN2 its records describe ({detail})")
-    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        raise GencliError(f"{source}: the {what}'s weights hold NaN or infinite values")
-    module.load_state_dict(state)
-
-
 def from_nvidia_pickle(data, source: str, network: str = "G_ema"):
     """(G, D or None, config, format) from the unpickled snapshot dict of NVIDIA's training loop (records
     of G, D, G_ema, augment_pipe, training_set_kwargs)."""
@@ -254,17 +245,21 @@ def from_nvidia_pickle(data, source: str, network: str = "G_ema"):
         raise GencliError(f"--network must be G or G_ema, got {network!r}")
     if not isinstance(data.get(network), Record):
         raise GencliError(f"{source} holds no {network} network")
-    G_net = _Net(data[network], network, source)
-    if _is_stylegan3(G_net):
-        raise GencliError(f"{source}: {STYLEGAN3_REFUSAL}")
-    D_net = _Net(data["D"], "D", source) if isinstance(data.get("D"), Record) else None
-    config, written_by = nvidia_config(G_net, D_net, source)
-    G = build(config)
-    load_checked(G, nvidia_generator_state(G_net.tensors(), source), network, source)
-    D = None
-    if D_net is not None:
-        D = build_discriminator(config)
-        load_checked(D, nvidia_discriminator_state(D_net.tensors(), config.img_resolution, source), "D", source)
+    try:
+        G_net = _Net(data[network], network, source)
+        if _is_stylegan3(G_net):
+            raise GencliError(f"{source}: {STYLEGAN3_REFUSAL}")
+        D_net = _Net(data["D"], "D", source) if isinstance(data.get("D"), Record) else None
+        config, written_by = nvidia_config(G_net, D_net, source)
+        G = build(config)
+        load_state_checked(G, nvidia_generator_state(G_net.tensors(), source), network, source)
+        D = None
+        if D_net is not None:
+            D = build_discriminator(config)
+            load_state_checked(D, nvidia_discriminator_state(D_net.tensors(), config.img_resolution, source), "D", source)
+    except (AttributeError, TypeError, KeyError, ValueError, IndexError, RuntimeError) as e:  # malformed records
+        raise GencliError(f"{source}: not a StyleGAN2 network gencli can read ({e.__class__.__name__}: "
+                          f"{str(e)[:120]})") from None
     return G.eval(), D.eval() if D is not None else None, config, written_by
 
 
@@ -308,9 +303,11 @@ def convert(path: Path, network: str = "G_ema", read: tuple[str, object] | None 
     elif not isinstance(data, dict):
         raise GencliError(f"{path} holds no state dict (a {type(data).__name__})")
     else:
-        from gencli.weights.stylegan2_rosinality import from_rosinality  # it uses load_checked from here
-
-        G, D, config, written_by = from_rosinality(data, str(path))
+        try:
+            G, D, config, written_by = from_rosinality(data, str(path))
+        except (AttributeError, TypeError, KeyError, ValueError, IndexError, RuntimeError) as e:
+            raise GencliError(f"{path}: not a rosinality/stylegan2-pytorch network gencli can read "
+                              f"({e.__class__.__name__}: {str(e)[:120]})") from None
         network, extra = "g_ema", {}
     extra = {"imported_from": path.name, "format": written_by, "network": network,
              "architecture": config.architecture, "discriminator": D is not None, **extra}

@@ -10,9 +10,9 @@ import re
 import torch
 
 from gencli.errors import GencliError
+from gencli.files import load_state_checked
 from gencli.models.stylegan2 import StyleGAN2Config, build, build_discriminator
 from gencli.models.stylegan2_layers import fir_kernel
-from gencli.weights.stylegan2 import load_checked
 
 
 ROSINALITY = "rosinality/stylegan2-pytorch"
@@ -35,10 +35,14 @@ def _rosinality_config(g: dict[str, torch.Tensor], source: str) -> StyleGAN2Conf
     base = next((b for b in candidates if all(min(b // r, cmax) == c for r, c in widths.items())), None)
     if base is None:
         raise GencliError(f"{source}: channels {widths} per resolution are not of the form min(base / r, max)")
-    return StyleGAN2Config(z_dim=style_dim, w_dim=style_dim, img_resolution=res, img_channels=g["to_rgb1.bias"].shape[1],
-                           mapping_layers=n_mlp, channel_base=base, channel_max=cmax, num_fp16_res=0, conv_clamp=None,
-                           architecture="skip", d_channel_base=base, d_channel_max=cmax, d_num_fp16_res=0,
-                           d_conv_clamp=None)
+    try:
+        return StyleGAN2Config(z_dim=style_dim, w_dim=style_dim, img_resolution=res,
+                               img_channels=g["to_rgb1.bias"].shape[1], mapping_layers=n_mlp, channel_base=base,
+                               channel_max=cmax, num_fp16_res=0, conv_clamp=None,
+                               architecture="skip", d_channel_base=base, d_channel_max=cmax, d_num_fp16_res=0,
+                               d_conv_clamp=None)
+    except GencliError as e:
+        raise GencliError(f"{source}: not a StyleGAN2 network gencli can rebuild ({e})") from None
 
 
 def rosinality_generator_state(g: dict[str, torch.Tensor], config: StyleGAN2Config,
@@ -123,7 +127,7 @@ def from_rosinality(data: dict, source: str):
         raise GencliError(f"{source}: not a rosinality/stylegan2-pytorch generator (no {e.args[0]})") from None
     if latent_avg is None:
         state["w_avg"] = G.w_avg
-    load_checked(G, state, "generator", source)
+    load_state_checked(G, state, "generator", source)
     if latent_avg is None:
         with torch.no_grad():
             z = torch.randn(4096, config.z_dim, generator=torch.Generator().manual_seed(0))
@@ -134,7 +138,8 @@ def from_rosinality(data: dict, source: str):
         d = {k.removeprefix("module."): v for k, v in data["d"].items()}
         _check_kernels(d, source)
         try:
-            load_checked(D, rosinality_discriminator_state(d, config), "discriminator", source)
+            load_state_checked(D, rosinality_discriminator_state(d, config), "discriminator", source)
         except KeyError as e:
-            raise GencliError(f"{source}: its d is not a rosinality/stylegan2-pytorch discriminator (no {e.args[0]})") from None
+            raise GencliError(f"{source}: its d is not a rosinality/stylegan2-pytorch discriminator "
+                              f"(no {e.args[0]})") from None
     return G.eval(), D.eval() if D is not None else None, config, ROSINALITY
