@@ -22,7 +22,7 @@ import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
 from gencli.cli.shared import JsonOpt, LogEveryOpt, fails_cleanly, finish, warn_skipped
-from gencli.training.options import TrainingOptions, field_type, option_name, read_config
+from gencli.training.options import TrainingOptions, field_type, option_name, read_config, spelling
 
 # family -> the gencli.api function that trains it
 TRAINERS = {"vae": "train_vae", "cvae": "train_vae", "cyclegan": "train_cyclegan", "stylegan": "train_stylegan"}
@@ -46,11 +46,11 @@ def _parameter(cls, f: dataclasses.Field) -> inspect.Parameter:
     """The command-line option of field `f`: its type as Typer takes it, its spelling and help."""
     base = field_type(cls, f.name)[0]
     meta, default = f.metadata, f.default
-    decls = meta["flag"] or option_name(f.name)
+    decls = spelling(cls, f)
     if meta["choices"]:
         kind = _choice_type(f.name, meta["choices"])
         default = None if default is None else kind(default)
-    elif meta["flag"]:
+    elif "/" in decls or meta["flag"]:
         kind, default = bool, None if default is None else bool(default)
     elif typing.get_origin(base) is tuple:
         kind, default = str, None if default is None else ",".join(map(str, default))

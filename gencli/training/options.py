@@ -54,6 +54,15 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def spelling(cls, f: dataclasses.Field) -> str:
+    """How the command line spells field `f` of `cls`: --name, or for a boolean --name/--no-name (or its `flag`)."""
+    if f.metadata["flag"]:
+        return f.metadata["flag"]
+    if field_type(cls, f.name)[0] is bool:
+        return f"{option_name(f.name)}/--no-{f.name.replace('_', '-')}"
+    return option_name(f.name)
+
+
 def parse_augment(policy: str | bool | None) -> str:
     """`--augment` as stored: "" (off), or a comma list of AUGMENTS (True: all three)."""
     if policy is True:
@@ -472,21 +481,22 @@ def legacy_values(cls: type[TrainingOptions], old: dict, config: dict, metadata:
 
 def options_table(cls: type[TrainingOptions]) -> str:
     """The Markdown table of `cls`'s command-line options (README, "Training options")."""
-    rows = ["| option | default | meaning |", "| --- | --- | --- |"]
+    rows = ["| option | default | on --resume | meaning |", "| --- | --- | --- | --- |"]
     for f in fields(cls):
         meta = f.metadata
         if not meta["cli"]:
             continue
-        spelling = meta["flag"] or option_name(f.name)
+        shown = spelling(cls, f)
         if meta["choices"]:
-            spelling += " " + "\\|".join(meta["choices"])
-        default = "" if f.default is None else f"`{_shown(f.default) if f.default != '' else 'off'}`"
+            shown += " " + "\\|".join(meta["choices"])
+        default = "-" if f.default is None else f"`{_shown(f.default) if f.default != '' else 'off'}`"
         if isinstance(f.default, bool):
             default = "on" if f.default else "off"
-        rows.append(f"| `{spelling}` | {default} | {meta['doc']} |")
+        resume = "this call's" if meta["on_resume"] == "call" or f.name in cls.LENGTH else "the run's"
+        rows.append(f"| `{shown}` | {default} | {resume} | {meta['doc']} |")
     return "\n".join(rows)
 
 
 if __name__ == "__main__":  # python -m gencli.training.options: the README's tables
     for options in (VAETraining, CycleGANTraining, StyleGANTraining):
-        print(f"`gencli train {options.command}`\n\n{options_table(options)}\n")
+        print(f"<!-- options: {options.__name__} -->\n{options_table(options)}\n")
