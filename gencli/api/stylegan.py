@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gencli.api.common import check_numbers, check_scale, check_truncation, options_named, training_options
+from gencli.api.common import check_numbers, check_scale, check_truncation, train_or_plan, training_options
 from gencli.checkpoint import read_metadata
 from gencli.errors import OptionError
 from gencli.images import ANIMATED, check_image_path, image_format, save_animation, save_grid
@@ -29,11 +29,8 @@ def train_stylegan(options: StyleGANTraining | None = None, /, *, run_dir=None, 
     must equal the run's. `on_skip(path, message)` hears of each unreadable image skipped.
     `dry_run`: return the TrainingPlan, writing nothing."""
     options = training_options(StyleGANTraining, options, overrides)
-    with options_named():
-        if dry_run:
-            return training.plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
-        return training.train(options, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress,
-                              on_skip=on_skip)
+    return train_or_plan(training, options, dry_run=dry_run, progress=progress, on_skip=on_skip, run_dir=run_dir,
+                         resume=resume, overwrite=overwrite)
 
 
 def _open(command: str, checkpoint, device: str):
