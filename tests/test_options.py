@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 from conftest import one_line_error, run
 from gencli import api
 from gencli.errors import OptionError
-from gencli.training.options import (CycleGANTraining, StyleGANTraining, VAETraining, config_values, field_type,
-                                     option_name, options_document, options_table, read_config, run_options,
-                                     spelling)
+from gencli.training.option_files import config_values, options_document, read_config, run_options
+from gencli.training.options import (CycleGANTraining, StyleGANTraining, VAETraining, field_type, option_name,
+                                     options_table, spelling)
 
 # Every field set to a value other than its default (a test below checks that none is left out).
 EVERY = {

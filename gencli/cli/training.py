@@ -22,8 +22,8 @@ import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
 from gencli.cli.shared import JsonOpt, LogEveryOpt, examples, fails_cleanly, finish, train_app, warn_skipped
-from gencli.training.options import (CycleGANTraining, StyleGANTraining, TrainingOptions, VAETraining, field_type,
-                                     option_name, read_config, spelling)
+from gencli.api.options import (CycleGANTraining, StyleGANTraining, TrainingOptions, VAETraining, field_type,
+                                option_name, read_config, spelling)
 
 # family -> the gencli.api function that trains it
 TRAINERS = {"vae": "train_vae", "cvae": "train_vae", "cyclegan": "train_cyclegan", "stylegan": "train_stylegan"}
