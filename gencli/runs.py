@@ -30,7 +30,6 @@ from gencli.checkpoint import MODEL_FILE, RESUME_FILE, decode_metadata, load_mod
 from gencli.errors import GencliError, NothingToDo, OptionError
 from gencli.files import atomic_write
 from gencli.registry import get_family, is_kind, require_command
-from gencli.training.options import TrainingOptions, run_options
 
 OPTIONS_FILE = "options.json"
 LOCK_FILE = ".lock"
@@ -178,17 +177,6 @@ def resolved(device, precision: str, reason: str, batch_size: int) -> dict:
     w = distributed.world()
     return {"device": str(device), "precision": precision, "precision_reason": reason,
             "processes": w.world_size, "global_batch_size": batch_size * w.world_size}
-
-
-def resumed_options(run: ResumedRun, options: TrainingOptions, family: str, run_dir: Path) -> TrainingOptions:
-    """The options a resumed run trains with: the run's own (its options.json, or for a run of an earlier
-    version what that held), with what `options` sets (its set_values) applied, as
-    TrainingOptions.resumed has it: a new length, device or precision is taken, any other option must
-    equal the run's."""
-    where = str(Path(run_dir) / OPTIONS_FILE)
-    stored = run_options(type(options), run.options, family, where, config=run.config, metadata=run.metadata,
-                         seed=run.seed)
-    return stored.resumed(options.set_values(), where)
 
 
 @dataclass

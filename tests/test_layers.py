@@ -17,7 +17,7 @@ LAYERS = {
     "gencli.errors": 1,
     "gencli.models": 2,
     **{f"gencli.{m}": 3 for m in ("catalog", "metrics", "perceptual", "files", "distributed", "losses", "download", "registry",
-                                   "checkpoint", "data", "images", "runs")},
+                                   "checkpoint", "data", "images", "runs", "checks")},
     "gencli.inference": 4,
     "gencli.weights": 5,
     "gencli.training": 5,

@@ -2,8 +2,9 @@
 command-line option), find and open models, and call the training, inference and weights layers; they
 return tensors, numbers and paths and never print, so they are usable from Python as from the CLI.
 
-One module per family (`vae`, `cyclegan`, `stylegan`), `projection` (`gencli project`), `exports`, `common` for option checks and `info` for
-what needs no torch (finding a model, reading its header); everything is importable from `gencli.api`
+One module per family (`vae`, `cyclegan`, `stylegan`), `projection` (`gencli project`), `exports`, `common` for
+option checks, `options` for the training options objects and `info` for what needs no torch (finding a model,
+reading its header); everything is importable from `gencli.api`
 itself, with what the CLI needs besides: the training hooks it renders and the torchrun helpers
 (`distributed`). Names are imported on first use, so that `gencli.api.common` and `gencli.api.info` (and
 `gencli --help`, `info` and usage errors) load no torch.
@@ -24,14 +25,15 @@ _WHERE = {
     "gencli.api.exports": ["export", "EXPORT_FORMATS"],
     "gencli.checkpoint": ["read_metadata"],
     "gencli.runs": ["RUNS_DIR", "bundled_checkpoint", "find_checkpoint", "models_dir", "open_model"],
-    "gencli.training.loop": ["TrainingHooks"],
+    "gencli.training.loop": ["TrainingHooks", "TrainingPlan"],
+    "gencli.training.options": ["CycleGANTraining", "StyleGANTraining", "VAETraining"],
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = sorted(_MODULE_OF)
 
 
-SUBMODULES = ("common", "cyclegan", "evaluation", "exports", "info", "projection", "stylegan", "vae")
+SUBMODULES = ("common", "cyclegan", "evaluation", "exports", "info", "options", "projection", "stylegan", "vae")
 
 
 def __getattr__(name: str):

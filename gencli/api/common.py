@@ -123,6 +123,16 @@ def training_options(cls, options=None, overrides: dict | None = None):
     return cls.from_given({**base, **(overrides or {})}) if overrides or options is None else options
 
 
+def train_or_plan(trainer, options, *, dry_run: bool, progress=None, on_skip=None, **run):
+    """`trainer.train(options, ...)` (a module of gencli.training), or with `dry_run` its `plan`; `run`: the
+    run folder, resume and overwrite. Config errors name the option that set the field."""
+    with options_named():
+        if dry_run:
+            return trainer.plan(options, **run)
+        skip = {} if on_skip is None else {"on_skip": on_skip}
+        return trainer.train(options, progress=progress, **skip, **run)
+
+
 @contextlib.contextmanager
 def options_named():
     """Config errors raised while building a model from options name the option that set the field."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from gencli import distributed, download
-from gencli.api.common import check_numbers, options_named, training_options
+from gencli.api.common import check_numbers, train_or_plan, training_options
 from gencli.data import data_root
 from gencli.errors import GencliError, OptionError
 from gencli.files import check_name
@@ -34,11 +34,8 @@ def train_cyclegan(options: CycleGANTraining | None = None, /, *, run_dir: str |
     sets must equal the run's. `on_skip(path, message)` hears of each unreadable image skipped.
     `dry_run`: return the TrainingPlan, writing nothing."""
     options = training_options(CycleGANTraining, options, overrides)
-    with options_named():
-        if dry_run:
-            return training.plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
-        return training.train(options, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress,
-                              on_skip=on_skip)
+    return train_or_plan(training, options, dry_run=dry_run, progress=progress, on_skip=on_skip, run_dir=run_dir,
+                         resume=resume, overwrite=overwrite)
 
 
 def translate(model: str | Path, inputs: list[Path], *, out: Path | None = None, direction: str = "a2b",

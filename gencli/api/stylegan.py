@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from gencli import download
-from gencli.api.common import (check_numbers, check_positive, check_scale, check_truncation, item_label, options_named,
+from gencli.api.common import (check_numbers, check_positive, check_scale, check_truncation, item_label, train_or_plan,
                                training_options)
 from gencli.api.projection import fixed_ws
 from gencli.catalog import models_dir
@@ -36,11 +36,8 @@ def train_stylegan(options: StyleGANTraining | None = None, /, *, run_dir=None, 
     must equal the run's. `on_skip(path, message)` hears of each unreadable image skipped.
     `dry_run`: return the TrainingPlan, writing nothing."""
     options = training_options(StyleGANTraining, options, overrides)
-    with options_named():
-        if dry_run:
-            return training.plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
-        return training.train(options, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress,
-                              on_skip=on_skip)
+    return train_or_plan(training, options, dry_run=dry_run, progress=progress, on_skip=on_skip, run_dir=run_dir,
+                         resume=resume, overwrite=overwrite)
 
 
 def _open(command: str, checkpoint, device: str):

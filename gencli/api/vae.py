@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from gencli.api.common import check_numbers, check_positive, check_scale, check_truncation, item_label, training_options
+from gencli.api.common import (check_numbers, check_positive, check_scale, check_truncation, item_label, train_or_plan,
+                               training_options)
 from gencli.api.projection import fixed_ws
 from gencli.data import load_idx_dataset
 from gencli.errors import GencliError, OptionError
@@ -48,9 +49,8 @@ def train_vae(options: VAETraining | None = None, /, *, run_dir: str | Path | No
     option it sets must equal the run's. `dry_run`: return the TrainingPlan, writing nothing."""
     options = training_options(VAETraining, options, overrides)
     require_command(options.family, "train")
-    if dry_run:
-        return training.plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
-    return training.train(options, run_dir=run_dir, resume=resume, overwrite=overwrite, progress=progress)
+    return train_or_plan(training, options, dry_run=dry_run, progress=progress, run_dir=run_dir, resume=resume,
+                         overwrite=overwrite)
 
 
 def seed_span(seeds: list[int]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 # Imported in the order `gencli --help` lists their commands.
-from gencli.cli import vae, general, cyclegan, stylegan, project, serve  # noqa: E401,F401,I001  (registers the commands)
+from gencli.cli import training, vae, general, cyclegan, stylegan, project, serve  # noqa: E401,F401,I001  (registers the commands)
 from gencli.cli.shared import app, console, stdout
 
 __all__ = ["app", "main"]

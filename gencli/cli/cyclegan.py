@@ -1,4 +1,4 @@
-"""CLI commands of the cyclegan family: `train cyclegan`, `translate`, `download`, `download-weights` and
+"""CLI commands of the cyclegan family (`train cyclegan` is in gencli.cli.training): `translate`, `download`, `download-weights` and
 `import-weights cyclegan`. They parse, call gencli.api and print."""
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from gencli.cli.shared import (DataDirOpt, DeviceName, DeviceOpt, Direction, JsonOpt, app, download_bar, examples,
-                               fails_cleanly, finish, import_app, train_app, warn_skipped)
-from gencli.cli.training import training_command
+                               fails_cleanly, finish, import_app, warn_skipped)
 from gencli.errors import OptionError
-from gencli.training.options import CycleGANTraining
 
 
 class Precision(str, Enum):
@@ -24,16 +22,6 @@ class Precision(str, Enum):
 
 
 BaseUrlOpt = Annotated[Optional[str], typer.Option(help="Mirror to download from instead of the official server (http, https or file URL of the folder).")]
-
-
-# --- train ---------------------------------------------------------------------------------------------
-
-training_command(train_app, CycleGANTraining, ("cyclegan",), run_dir_help="Run folder to write (default: runs/<data set name>).",
-                 help="Train a CycleGAN (two generators, two PatchGAN discriminators) on two unpaired image folders.",
-                 epilog=examples(
-                     "gencli train cyclegan --data monet2photo --image-size 128 --ngf 32 --epochs 10",
-                     "gencli train cyclegan --data monet2photo --epochs 20 --resume",
-                     "gencli train cyclegan --data path/to/horse2zebra --run-dir runs/h2z"))
 
 
 # --- translate --------------------------------------------------------------------------------------------

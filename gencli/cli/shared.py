@@ -19,9 +19,12 @@ Old spellings and the reference tools' names are hidden aliases (`ALIASES`).
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
+import inspect
 import json
 import os
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -232,6 +235,30 @@ def fails_cleanly(fn):
             _models_used.reset(token)
 
     return wrapper
+
+
+def grouped(name: str, group):
+    """A command's options that several commands share, declared once as the fields of dataclass `group`
+    (each annotated as an option): the command takes them after its own options and gets them as one
+    object, its keyword argument `name`."""
+
+    def decorate(fn):
+        signature = inspect.signature(fn, eval_str=True)
+        hints = typing.get_type_hints(group, include_extras=True)
+        fields = dataclasses.fields(group)
+        extra = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+                 for f in fields]
+
+        @functools.wraps(fn)
+        def command(*args, **kwargs):
+            values = group(**{f.name: kwargs.pop(f.name) for f in fields})
+            return fn(*args, **kwargs, **{name: values})
+
+        own = [p for p in signature.parameters.values() if p.name != name]
+        command.__signature__ = signature.replace(parameters=own + extra)
+        return command
+
+    return decorate
 
 
 def finish(as_json: bool, text: str, **result) -> None:

@@ -1,9 +1,10 @@
-"""CLI commands of the stylegan family: `train stylegan`, `style-mix`, `interpolate` and
-`import-weights stylegan` (`sample stylegan` is in gencli.cli.vae). They parse, call gencli.api
-and print."""
+"""CLI commands of the stylegan family: `style-mix`, `interpolate` and `import-weights stylegan`
+(`sample stylegan` is in gencli.cli.vae, `train stylegan` in gencli.cli.training). They parse, call
+gencli.api and print."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,11 +12,9 @@ from typing import Annotated, Optional
 import typer
 
 from gencli.cli.shared import (CheckpointOpt, DeviceName, DeviceOpt, JsonOpt, ModelArg, NoiseModeOpt, OutputOpt,
-                               ScaleOpt, TruncationCutoffOpt, app, examples, fails_cleanly, finish, import_app,
-                               model_choice, train_app)
-from gencli.cli.training import training_command
+                               ScaleOpt, TruncationCutoffOpt, app, examples, fails_cleanly, finish, grouped, import_app,
+                               model_choice)
 from gencli.errors import OptionError
-from gencli.training.options import StyleGANTraining
 
 
 TruncationOpt = Annotated[Optional[float], typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it (default 0.7; 1 for an imported StyleGAN2, as NVIDIA's tools).")]
@@ -23,78 +22,72 @@ NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise of 
 ClassOpt = Annotated[Optional[int], typer.Option("--label", help="Class to draw, for a model trained with --cond (default 0).")]
 
 
-training_command(train_app, StyleGANTraining, ("stylegan",), run_dir_help="Run folder to write (default: runs/stylegan).",
-                 help="Train a StyleGAN (Karras et al. 2019) on digits or a folder of images; --init-from fine-tunes one.",
-                 epilog=examples(
-                     "gencli train stylegan --data mnist --kimg 200       # runs/stylegan/",
-                     "gencli train stylegan --data photos/ --resolution 64 --run-dir runs/photos",
-                     "gencli train stylegan --data monet/ --init-from runs/photos --run-dir runs/m"))
+@dataclass
+class Drawing:
+    """The options that style-mix and interpolate share, one field per option (see gencli.cli.shared.grouped)."""
+
+    truncation: TruncationOpt = None
+    truncation_cutoff: TruncationCutoffOpt = None
+    noise_mode: NoiseModeOpt = None
+    noise_seed: NoiseSeedOpt = 0
+    label: ClassOpt = None
+    checkpoint: CheckpointOpt = None
+    output: OutputOpt = None
+    scale: ScaleOpt = 1
+    device: DeviceOpt = DeviceName.auto
+    as_json: JsonOpt = False
+
+    def stylegan2_options(self) -> dict:
+        """The StyleGAN2 options of the drawing, as the api takes them."""
+        return {"noise_mode": self.noise_mode.value if self.noise_mode else None, "truncation_cutoff": self.truncation_cutoff}
 
 
 @app.command("style-mix", epilog=examples(
     "gencli style-mix --rows 0-3 --cols 4-7 --cutoff 4    # bundled MNIST model",
     "gencli style-mix runs/photos --trunc 0.5 -o mix.png --json"))
 @fails_cleanly
+@grouped("draw", Drawing)
 def style_mix(
     model: ModelArg = None,
     rows: Annotated[str, typer.Option(help="Seeds of the rows: their coarse styles (layers below --cutoff); w files of `gencli project` too.")] = "0-3",
     cols: Annotated[str, typer.Option(help="Seeds of the columns: their fine styles; w files too.")] = "4-7",
     cutoff: Annotated[int, typer.Option(help="Style layers taken from the row seed (4 = the 4 and 8 px layers).")] = 4,
-    truncation: TruncationOpt = None,
-    truncation_cutoff: TruncationCutoffOpt = None,
-    noise_mode: NoiseModeOpt = None,
-    noise_seed: NoiseSeedOpt = 0,
-    label: ClassOpt = None,
-    checkpoint: CheckpointOpt = None,
-    output: OutputOpt = None,
-    scale: ScaleOpt = 1,
     annotate: Annotated[bool, typer.Option(help="Write the seeds as row and column headers.")] = False,
-    device: DeviceOpt = DeviceName.auto,
-    as_json: JsonOpt = False,
+    *, draw: Drawing,
 ) -> None:
     """The StyleGAN paper's style-mixing grid: coarse styles from the row seeds, fine from the columns."""
     from gencli import api
 
-    checkpoint = stylegan_checkpoint(model, checkpoint)
+    checkpoint = stylegan_checkpoint(model, draw.checkpoint)
     path = api.style_mix(checkpoint=checkpoint, rows=api.common.parse_seed_items(rows, "--rows"),
-                         cols=api.common.parse_seed_items(cols, "--cols"), cutoff=cutoff, truncation=truncation,
-                         noise_seed=noise_seed, label=label, out=output or Path("stylegan_style_mix.png"), device=device.value,
-                         scale=scale, annotate=annotate, noise_mode=noise_mode.value if noise_mode else None,
-                         truncation_cutoff=truncation_cutoff)
-    finish(as_json, f"Style-mixing grid written to {path}", output=str(path))
+                         cols=api.common.parse_seed_items(cols, "--cols"), cutoff=cutoff, truncation=draw.truncation,
+                         noise_seed=draw.noise_seed, label=draw.label, out=draw.output or Path("stylegan_style_mix.png"),
+                         device=draw.device.value, scale=draw.scale, annotate=annotate, **draw.stylegan2_options())
+    finish(draw.as_json, f"Style-mixing grid written to {path}", output=str(path))
 
 
 @app.command(epilog=examples(
     "gencli interpolate --seeds 0,1,2 --steps 8           # bundled MNIST model",
     "gencli interpolate runs/photos --seeds 0-3 -o walk.png --json"))
 @fails_cleanly
+@grouped("draw", Drawing)
 def interpolate(
     model: ModelArg = None,
     seeds: Annotated[str, typer.Option(help="Two or more seeds or w files of `gencli project`; one strip per consecutive pair, e.g. 0,1 or 0-3 or photo_w.safetensors,0.")] = "0,1",
     steps: Annotated[int, typer.Option(help="Images per strip, ends included.")] = 8,
-    truncation: TruncationOpt = None,
-    truncation_cutoff: TruncationCutoffOpt = None,
-    noise_mode: NoiseModeOpt = None,
-    noise_seed: NoiseSeedOpt = 0,
-    label: ClassOpt = None,
-    checkpoint: CheckpointOpt = None,
-    output: OutputOpt = None,
-    scale: ScaleOpt = 1,
     annotate: Annotated[bool, typer.Option(help="Head each strip with its seeds (an animation: each frame with its seeds and t).")] = False,
-    device: DeviceOpt = DeviceName.auto,
-    as_json: JsonOpt = False,
+    *, draw: Drawing,
 ) -> None:
     """A stylegan's images along straight lines in w space between seeds; -o NAME.gif (or .webp) writes
     an animation along the whole path."""
     from gencli import api
 
-    checkpoint = stylegan_checkpoint(model, checkpoint)
+    checkpoint = stylegan_checkpoint(model, draw.checkpoint)
     path = api.interpolate(checkpoint=checkpoint, seeds=api.common.parse_seed_items(seeds), steps=steps,
-                           truncation=truncation, noise_seed=noise_seed, label=label,
-                           out=output or Path("stylegan_interpolation.png"), device=device.value,
-                           scale=scale, annotate=annotate, noise_mode=noise_mode.value if noise_mode else None,
-                           truncation_cutoff=truncation_cutoff)
-    finish(as_json, f"Interpolation written to {path}", output=str(path))
+                           truncation=draw.truncation, noise_seed=draw.noise_seed, label=draw.label,
+                           out=draw.output or Path("stylegan_interpolation.png"), device=draw.device.value,
+                           scale=draw.scale, annotate=annotate, **draw.stylegan2_options())
+    finish(draw.as_json, f"Interpolation written to {path}", output=str(path))
 
 
 def stylegan_checkpoint(model: str | None, checkpoint: Path | None) -> Path | None:

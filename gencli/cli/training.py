@@ -21,8 +21,9 @@ from typing import Annotated, Optional
 import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
-from gencli.cli.shared import JsonOpt, LogEveryOpt, fails_cleanly, finish, warn_skipped
-from gencli.training.options import TrainingOptions, field_type, option_name, read_config
+from gencli.cli.shared import JsonOpt, LogEveryOpt, examples, fails_cleanly, finish, train_app, warn_skipped
+from gencli.api.options import (CycleGANTraining, StyleGANTraining, TrainingOptions, VAETraining, field_type,
+                                option_name, read_config, spelling)
 
 # family -> the gencli.api function that trains it
 TRAINERS = {"vae": "train_vae", "cvae": "train_vae", "cyclegan": "train_cyclegan", "stylegan": "train_stylegan"}
@@ -46,11 +47,11 @@ def _parameter(cls, f: dataclasses.Field) -> inspect.Parameter:
     """The command-line option of field `f`: its type as Typer takes it, its spelling and help."""
     base = field_type(cls, f.name)[0]
     meta, default = f.metadata, f.default
-    decls = meta["flag"] or option_name(f.name)
+    decls = spelling(cls, f)
     if meta["choices"]:
         kind = _choice_type(f.name, meta["choices"])
         default = None if default is None else kind(default)
-    elif meta["flag"]:
+    elif "/" in decls or meta["flag"]:
         kind, default = bool, None if default is None else bool(default)
     elif typing.get_origin(base) is tuple:
         kind, default = str, None if default is None else ",".join(map(str, default))
@@ -136,3 +137,26 @@ def plan_text(plan) -> str:
         f"device {plan.device}, precision {plan.precision} ({plan.precision_reason})",
         "options (a --config file):", json.dumps(plan.options.to_dict(), indent=2),
         "network: " + json.dumps(dataclasses.asdict(plan.config))])
+
+
+# The train commands: (options, command names, help, default run folder, examples), in `gencli train --help` order.
+COMMANDS = [
+    (VAETraining, ("vae", "cvae"), "Train a VAE (or, as `train cvae`, a conditional VAE) on MNIST or Fashion-MNIST.",
+     "runs/vae or runs/cvae", ("gencli train vae --epochs 50                  # runs/vae/",
+                               "gencli train cvae --data fashion-mnist --run-dir runs/fashion",
+                               "gencli train vae --epochs 100 --resume    # continue runs/vae to 100 epochs",
+                               "gencli train vae --config runs/vae/options.json --run-dir runs/again --dry-run")),
+    (CycleGANTraining, ("cyclegan",), "Train a CycleGAN (two generators, two PatchGAN discriminators) on two unpaired "
+     "image folders.", "runs/<data set name>", (
+         "gencli train cyclegan --data monet2photo --image-size 128 --ngf 32 --epochs 10",
+         "gencli train cyclegan --data monet2photo --epochs 20 --resume",
+         "gencli train cyclegan --data path/to/horse2zebra --run-dir runs/h2z")),
+    (StyleGANTraining, ("stylegan",), "Train a StyleGAN (Karras et al. 2019) on digits or a folder of images; "
+     "--init-from fine-tunes one.", "runs/stylegan", (
+         "gencli train stylegan --data mnist --kimg 200       # runs/stylegan/",
+         "gencli train stylegan --data photos/ --resolution 64 --run-dir runs/photos",
+         "gencli train stylegan --data monet/ --init-from runs/photos --run-dir runs/m")),
+]
+for _cls, _names, _help, _runs, _examples in COMMANDS:
+    training_command(train_app, _cls, _names, help=_help, epilog=examples(*_examples),
+                     run_dir_help=f"Run folder to write (default: {_runs}).")

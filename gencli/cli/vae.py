@@ -1,4 +1,4 @@
-"""CLI commands of the vae and cvae families: `train vae|cvae`, `sample` (which also draws from stylegan
+"""CLI commands of the vae and cvae families (`train vae|cvae` is in gencli.cli.training): `sample` (which also draws from stylegan
 models), `latent-grid`, `reconstruct`, `evaluate`."""
 
 from __future__ import annotations
@@ -10,19 +10,8 @@ import typer
 
 from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LabelOpt, ModelArg, ModelOpt,
                                NoiseModeOpt, OutputOpt, ScaleOpt, TruncationCutoffOpt, app, examples, fails_cleanly, finish,
-                               model_choice, model_name, train_app)
-from gencli.cli.training import training_command
+                               model_choice, model_name)
 from gencli.errors import OptionError
-from gencli.training.options import VAETraining
-
-training_command(train_app, VAETraining, ("vae", "cvae"), run_dir_help="Run folder to write (default: runs/vae or runs/cvae).",
-                 help="Train a VAE (or, as `train cvae`, a conditional VAE) on MNIST or Fashion-MNIST.",
-                 epilog=examples(
-                     "gencli train vae --epochs 50                  # runs/vae/",
-                     "gencli train cvae --data fashion-mnist --run-dir runs/fashion",
-                     "gencli train vae --epochs 100 --resume    # continue runs/vae to 100 epochs",
-                     "gencli train vae --config runs/vae/options.json --run-dir runs/again --dry-run"))
-
 
 @app.command(epilog=examples(
     "gencli sample vae                      # vae_samples.png: 64 prior samples",

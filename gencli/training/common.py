@@ -1,5 +1,5 @@
-"""Pieces every family's training shares: seeding, gradient switches, the weight average (EMA), and the
-seeded, sharded order of the training data.
+"""Pieces every family's training shares: seeding, gradient switches, the weight average (EMA), the
+seeded, sharded order of the training data, and the options of a resumed run.
 
 Batch order: every epoch (a tick, for StyleGAN) draws its order from a generator seeded by (seed, epoch)
 alone, so a resumed run sees the order an uninterrupted one would. Under torchrun each process takes every
@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+from gencli.runs import OPTIONS_FILE, ResumedRun
+from gencli.training.option_files import run_options
+from gencli.training.options import TrainingOptions
 
 SEED_STRIDE = 100_003  # epoch generators are seeded with seed * SEED_STRIDE + epoch
 
@@ -109,3 +114,14 @@ def stream_batches(n: int, batch_size: int, steps: int, seed: int, tick: int) ->
         have += len(perm)
         p, offset = p + 1, 0
     return list(torch.cat(parts)[:need].split(batch_size))
+
+
+def resumed_options(run: ResumedRun, options: TrainingOptions, family: str, run_dir: Path) -> TrainingOptions:
+    """The options a resumed run trains with: the run's own (its options.json, or for a run of an earlier
+    version what that held), with what `options` sets (its set_values) applied, as
+    TrainingOptions.resumed has it: a new length, device or precision is taken, any other option must
+    equal the run's."""
+    where = str(Path(run_dir) / OPTIONS_FILE)
+    stored = run_options(type(options), run.options, family, where, config=run.config, metadata=run.metadata,
+                         seed=run.seed)
+    return stored.resumed(options.set_values(), where)

@@ -19,10 +19,11 @@ from gencli.models.cyclegan import CycleGAN, CycleGANConfig, PatchDiscriminator,
 from gencli.errors import OptionError
 from gencli.registry import config_from_dict, get_family
 from gencli.runs import (check_more_to_do, clear_run_outputs, epochs_done, hold_run_dir, prepare_run_dir, resolved,
-                         resumed_options, resumed_run, write_options)
-from gencli.training.common import epoch_indices, requires_grad, seed_everything
+                         resumed_run, write_options)
+from gencli.training.common import epoch_indices, requires_grad, resumed_options, seed_everything
 from gencli.training.loop import TrainingHooks, TrainingPlan, fit
-from gencli.training.options import CycleGANTraining, options_document
+from gencli.training.option_files import options_document
+from gencli.training.options import CycleGANTraining
 
 
 def lr_factor(epoch: int, epochs: int) -> float:

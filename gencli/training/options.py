@@ -5,7 +5,7 @@ Each field is one option, declared once: its name (the command-line option is --
 default, help text (`doc`) and check (`rule`: a rule of gencli.checks; `choices`). The command line
 (gencli.cli.training) makes its options from the fields, gencli.api and gencli.training take the object,
 and options.json stores it whole (`to_dict`) beside what the run resolved, so `--resume` reads back the
-same type (`run_options`) and an options.json serves as a `--config` file (`config_values`).
+same type and an options.json serves as a `--config` file (gencli.training.option_files).
 
 Architecture fields stay in the network configs of gencli.models (`VAEConfig`, `CycleGANConfig`,
 `StyleGANConfig`): the options that set them (`arch=True`) default to None, which means the network
@@ -21,7 +21,6 @@ trainer; the command line, options.json, --config and the README table follow.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import typing
 from dataclasses import dataclass, field, fields
@@ -29,9 +28,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from gencli.checks import NON_NEGATIVE, POSITIVE, SEED, UNIT, UNIT_OPEN, check_number
-from gencli.errors import GencliError, OptionError
+from gencli.errors import OptionError
 
-OPTIONS_FORMAT = 2  # options.json: {"format": 2, "options": {...}, ...}; runs before it wrote a flat dict
 AUGMENTS = ("color", "translation", "cutout")  # `--augment`: DiffAugment's policy for small data sets
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")  # training: fp16 would need loss scaling (bf16 has fp32's range)
@@ -54,6 +52,15 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def spelling(cls, f: dataclasses.Field) -> str:
+    """How the command line spells field `f` of `cls`: --name, or for a boolean --name/--no-name (or its `flag`)."""
+    if f.metadata["flag"]:
+        return f.metadata["flag"]
+    if field_type(cls, f.name)[0] is bool:
+        return f"{option_name(f.name)}/--no-{f.name.replace('_', '-')}"
+    return option_name(f.name)
+
+
 def parse_augment(policy: str | bool | None) -> str:
     """`--augment` as stored: "" (off), or a comma list of AUGMENTS (True: all three)."""
     if policy is True:
@@ -69,7 +76,7 @@ def parse_augment(policy: str | bool | None) -> str:
     return ",".join(parts)
 
 
-def _json_type(value) -> str:
+def json_type(value) -> str:
     return {type(None): "null", bool: "a boolean", int: "an integer", float: "a number", str: "a string",
             list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
@@ -126,7 +133,7 @@ class TrainingOptions:
     def given(cls, values: dict, where: str) -> dict:
         """`values` (field name -> JSON value) checked against the fields' types, as keyword arguments."""
         if not isinstance(values, dict):
-            raise OptionError(f"{where} must hold an object of option names, got {_json_type(values)}")
+            raise OptionError(f"{where} must hold an object of option names, got {json_type(values)}")
         known = {f.name: f for f in fields(cls)}
         out = {}
         for key, value in values.items():
@@ -222,7 +229,7 @@ def _typed(cls, name: str, value, where: str):
     if not ok:
         want = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
                 Path: "a path"}.get(base, "a list of integers")
-        raise OptionError(f"{where}: {shown} must be {want}, got {_json_type(value)}")
+        raise OptionError(f"{where}: {shown} must be {want}, got {json_type(value)}")
     return value
 
 
@@ -381,112 +388,26 @@ FAMILY_OPTIONS: dict[str, type[TrainingOptions]] = {"vae": VAETraining, "cvae": 
                                                     "cyclegan": CycleGANTraining, "stylegan": StyleGANTraining}
 
 
-# --- options.json and config files ------------------------------------------------------------------------
-
-def options_document(options: TrainingOptions, family: str, *, resolved: dict, data: dict, config: dict) -> dict:
-    """options.json of a run: the options whole, and beside them what the run resolved (device, precision
-    and why, processes), the data's identity and the network config."""
-    return {"format": OPTIONS_FORMAT, "family": family, "options": options.to_dict(), "resolved": resolved,
-            "data": data, "config": config}
-
-
-def config_values(cls: type[TrainingOptions], document: dict, family: str, where: str) -> dict:
-    """The options a config file gives, as keyword arguments of `cls`: a flat object of option names (from
-    JSON or TOML), or an options.json of a run (this version's, or the flat one of earlier versions)."""
-    if not isinstance(document, dict):
-        raise OptionError(f"{where} must hold an object of option names, got {_json_type(document)}")
-    held = document.get("family", family)
-    if held != family:
-        raise OptionError(f"{where} holds {held} options; use `gencli train {held}`")
-    if "format" in document:
-        if document["format"] != OPTIONS_FORMAT or not isinstance(document.get("options"), dict):
-            raise OptionError(f"{where}: an options.json of format {document['format']!r}, which this gencli "
-                              "does not read")
-        values = dict(document["options"])
-    elif "config" in document:  # an options.json of an earlier version
-        values = legacy_values(cls, document, document.get("config") or {}, {})
-    else:
-        values = {k: v for k, v in document.items() if k != "family"}
-    values.pop("family", None)
-    return cls.given(values, where)
-
-
-def read_config(path: Path, cls: type[TrainingOptions], family: str) -> dict:
-    """--config FILE: the options it gives (JSON, or TOML for a .toml file)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise OptionError(f"cannot read --config {path}: {e.strerror}") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            import tomllib
-
-            document = tomllib.loads(text)
-        else:
-            document = json.loads(text)
-    except ValueError as e:
-        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
-        raise OptionError(f"--config {path} is not valid {kind}: {str(e).splitlines()[0]}") from None
-    return config_values(cls, document, family, f"--config {path}")
-
-
-def run_options(cls: type[TrainingOptions], document: dict, family: str, where: str, *, config: dict,
-                metadata: dict, seed: int) -> TrainingOptions:
-    """The options of a run being resumed, from its options.json (`document`; {} when the run has none) and
-    its model's config, metadata and seed, which fill in what an options.json of an earlier version lacks."""
-    if "format" in document:
-        values = config_values(cls, document, family, where)
-    elif not document and cls is StyleGANTraining:  # its options are not in the model: do not guess them
-        raise GencliError(f"nothing to resume: {where} does not exist")
-    else:
-        values = cls.given({"seed": seed, **legacy_values(cls, document, config, metadata)}, where)
-    if family in ("vae", "cvae"):
-        values["family"] = family
-    return cls(**values)
-
-
-def legacy_values(cls: type[TrainingOptions], old: dict, config: dict, metadata: dict) -> dict:
-    """The options an options.json written before OPTIONS_FORMAT holds (a flat dict of the options under
-    other names, with the resolved device and precision), as field values: the architecture comes from the
-    network `config`, the rest from `old`; the device and precision are chosen again (as those runs did on
-    resume)."""
-    names = {f.name for f in fields(cls)}
-    arch = [f.name for f in fields(cls) if f.metadata["arch"]]
-    values = {k: v for k, v in old.items() if k in names and k not in ("device", "precision", "family")}
-    values.update({k: config[k] for k in arch if k in config})
-    if cls is VAETraining:
-        if "dataset" in old:
-            values["data"] = old["dataset"]
-    elif cls is CycleGANTraining:
-        # The old "load_size" is the size loaded; what was asked for (None: 1.12 x) is in the model metadata.
-        values["load_size"] = metadata.get("load_size") if metadata else None
-        values["max_images"] = metadata.get("max_images", old.get("max_images")) if metadata else old.get("max_images")
-    elif cls is StyleGANTraining:
-        values.update(kimg=old.get("last_kimg"), ticks=old.get("last_epochs"), cond=bool(config.get("num_classes")))
-        values.pop("epochs", None)
-    return values
-
-
 # --- documentation ------------------------------------------------------------------------------------------
 
 def options_table(cls: type[TrainingOptions]) -> str:
     """The Markdown table of `cls`'s command-line options (README, "Training options")."""
-    rows = ["| option | default | meaning |", "| --- | --- | --- |"]
+    rows = ["| option | default | on --resume | meaning |", "| --- | --- | --- | --- |"]
     for f in fields(cls):
         meta = f.metadata
         if not meta["cli"]:
             continue
-        spelling = meta["flag"] or option_name(f.name)
+        shown = spelling(cls, f)
         if meta["choices"]:
-            spelling += " " + "\\|".join(meta["choices"])
-        default = "" if f.default is None else f"`{_shown(f.default) if f.default != '' else 'off'}`"
+            shown += " " + "\\|".join(meta["choices"])
+        default = "-" if f.default is None else f"`{_shown(f.default) if f.default != '' else 'off'}`"
         if isinstance(f.default, bool):
             default = "on" if f.default else "off"
-        rows.append(f"| `{spelling}` | {default} | {meta['doc']} |")
+        resume = "this call's" if meta["on_resume"] == "call" or f.name in cls.LENGTH else "the run's"
+        rows.append(f"| `{shown}` | {default} | {resume} | {meta['doc']} |")
     return "\n".join(rows)
 
 
 if __name__ == "__main__":  # python -m gencli.training.options: the README's tables
     for options in (VAETraining, CycleGANTraining, StyleGANTraining):
-        print(f"`gencli train {options.command}`\n\n{options_table(options)}\n")
+        print(f"<!-- options: {options.__name__} -->\n{options_table(options)}\n")

@@ -29,11 +29,12 @@ from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 from gencli.models.stylegan import Discriminator, Generator, StyleGANConfig, default_widths
 from gencli.registry import config_from_dict
 from gencli.runs import (check_more_to_do, clear_run_outputs, epochs_done, hold_run_dir, prepare_run_dir, resolved,
-                         resumed_options, resumed_run, write_options)
+                         resumed_run, write_options)
 from gencli.training.augment import diff_augment, draw_augment, parse_augment
-from gencli.training.common import accumulate, requires_grad, seed_everything, shard, stream_batches
+from gencli.training.common import accumulate, requires_grad, resumed_options, seed_everything, shard, stream_batches
 from gencli.training.loop import TrainingHooks, TrainingPlan, fit
-from gencli.training.options import StyleGANTraining, options_document
+from gencli.training.option_files import options_document
+from gencli.training.options import StyleGANTraining
 
 
 def frozen_names(G: Generator, D: Discriminator, freeze_mapping: bool, freeze_d: int) -> tuple[frozenset, frozenset]:

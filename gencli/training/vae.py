@@ -18,10 +18,11 @@ from gencli.losses import vae_loss
 from gencli.models.vae import VAEConfig, build
 from gencli.registry import get_family
 from gencli.runs import (check_more_to_do, clear_run_outputs, epochs_done, hold_run_dir, prepare_run_dir, resolved,
-                         resumed_options, resumed_run, write_options)
-from gencli.training.common import accumulate, seed_everything, shuffled_batches
+                         resumed_run, write_options)
+from gencli.training.common import accumulate, resumed_options, seed_everything, shuffled_batches
 from gencli.training.loop import TrainingHooks, TrainingPlan, fit
-from gencli.training.options import VAETraining, options_document
+from gencli.training.option_files import options_document
+from gencli.training.options import VAETraining
 
 
 class VAETask:
