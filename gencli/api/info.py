@@ -8,6 +8,7 @@ from pathlib import Path
 from gencli.catalog import ModelSource, describe_checkpoint, watch_models
 from gencli.catalog import locate_model as _locate
 from gencli.catalog import path_argument
+from gencli.download import NETWORKS as STYLEGAN2_NETWORKS  # noqa: F401  (NVIDIA's, by name: download-weights)
 from gencli.registry import FAMILIES
 
 __all__ = ["FAMILY_NAMES", "ModelSource", "describe_model", "locate_model", "path_argument", "watch_models"]
