@@ -385,3 +385,13 @@ def test_tensorflow_and_foreign_pickles_are_refused_in_one_line(tmp_path):
     junk.write_bytes(b"\x80\x04not a pickle at all")
     with pytest.raises(GencliError, match="is not a readable network pickle"):
         import_stylegan(junk, out=tmp_path / "x.safetensors")
+
+
+def test_stylegan_commands_draw_from_an_imported_network(tmp_path):
+    path = import_stylegan(FIXTURES / "ada_cifar_like.pkl", out=tmp_path / "cifar.safetensors")
+    for args in (["sample", "stylegan", "-c", path, "--seeds", "0-3", "--label", "3", "-o", tmp_path / "s.png"],
+                 ["style-mix", "-c", path, "--rows", "0,1", "--cols", "2", "-o", tmp_path / "m.png"],
+                 ["interpolate", "-c", path, "--seeds", "0,1", "--steps", "3", "-o", tmp_path / "i.gif"]):
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        assert Path(args[-1]).stat().st_size > 0

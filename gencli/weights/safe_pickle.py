@@ -7,10 +7,11 @@ globals on an explicit list; everything else is refused, naming the global, befo
 
 - tensors: torch._utils._rebuild_tensor_v2 and _rebuild_parameter(_with_state) (as torch's own
   weights_only loader allows), and torch.storage._load_from_bytes replaced by `_storage_from_bytes`,
-  which reads the bytes with torch.load(weights_only=True);
+  which reads the bytes with torch.load(weights_only=True) (a pickled storage is always those bytes:
+  no storage class is named in the outer pickle);
 - containers and numbers: collections.OrderedDict, builtins set and frozenset, _codecs.encode for
   latin-1 bytes only (how pickle protocol 2 writes bytes), numpy scalars and dtypes
-  (numpy.core.multiarray.scalar, numpy.dtype, and the numpy arrays of numpy.core.multiarray._reconstruct);
+  (numpy.core.multiarray.scalar, numpy.dtype: their layers keep gains such as 1 / np.sqrt(fan_in));
 - NVIDIA's records: torch_utils.persistence._reconstruct_persistent_obj gives a `Record` (a dict:
   class_name, module_src kept as text and never executed, state), and dnnlib.util.EasyDict a plain dict.
 """
@@ -18,6 +19,7 @@ globals on an explicit list; everything else is refused, naming the global, befo
 from __future__ import annotations
 
 import _compat_pickle
+import collections
 import importlib
 import io
 import pickle
@@ -82,22 +84,15 @@ ALLOWED = {
     ("torch._utils", "_rebuild_parameter_with_state"): lambda: torch._utils._rebuild_parameter_with_state,
     ("torch.storage", "_load_from_bytes"): lambda: _storage_from_bytes,
     ("_codecs", "encode"): lambda: _latin1_bytes,
-    ("collections", "OrderedDict"): lambda: __import__("collections").OrderedDict,
+    ("collections", "OrderedDict"): lambda: collections.OrderedDict,
     ("builtins", "set"): lambda: set,
     ("builtins", "frozenset"): lambda: frozenset,
     ("numpy", "dtype"): lambda: np.dtype,
-    ("numpy", "ndarray"): lambda: np.ndarray,
     ("numpy.core.multiarray", "scalar"): lambda: _numpy_global("scalar"),
     ("numpy._core.multiarray", "scalar"): lambda: _numpy_global("scalar"),
-    ("numpy.core.multiarray", "_reconstruct"): lambda: _numpy_global("_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"): lambda: _numpy_global("_reconstruct"),
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): lambda: _persistent_record,
     ("dnnlib.util", "EasyDict"): lambda: EasyDict,
 }
-# torch's storage types, which old files name directly
-for _name in ("FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage", "LongStorage", "IntStorage",
-              "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage", "UntypedStorage"):
-    ALLOWED[("torch", _name)] = (lambda n: lambda: getattr(torch, n))(_name)
 
 
 class Refused(pickle.UnpicklingError):
