@@ -13,6 +13,12 @@ CVPR 2020) as NVIDIA's released networks compute them; the networks are in gencl
 - the up-sampling convolution is a stride-2 transposed 3x3 convolution followed by the filter.
 
 Under `torch.no_grad()` the bias, activation and clamp act in place (less memory at 1024 px).
+
+Inference on the CPU (`cpu_inference`: no autograd, float32, not traced for export) takes another road to
+the same function, one image at a time in channels-last memory (oneDNN's fast layout): the style, the
+demodulation and the lrelu gain (lrelu(g y) = g lrelu(y) for g > 0) are folded into that image's weights,
+the gained bias into the convolution, so each layer is one convolution and three in-place passes (noise,
+lrelu, clamp); the up-sampling filter is one depthwise convolution with implicit padding and the bias.
 """
 
 from __future__ import annotations
@@ -24,6 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 SQRT2 = math.sqrt(2)
+CHANNELS_LAST = torch.channels_last
+
+
+def cpu_inference(x: torch.Tensor) -> bool:
+    """Whether `x` takes the CPU inference road: no gradient recorded, float32 on the CPU, and not being
+    traced or compiled (exports see the ordinary ops)."""
+    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
+    return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not compiling)
 
 
 def fir_kernel(channels: int, gain: float = 1.0, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -31,6 +46,25 @@ def fir_kernel(channels: int, gain: float = 1.0, device=None, dtype=torch.float3
     f = torch.tensor([1.0, 3.0, 3.0, 1.0], device=device, dtype=dtype)
     f = f[:, None] * f[None, :]
     return (f * (gain / f.sum())).expand(channels, 1, 4, 4)
+
+
+_FIR_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def fir_kernel_cl(channels: int, gain: float) -> torch.Tensor:
+    """fir_kernel on the CPU, materialized channels-last (oneDNN's depthwise layout), made once per shape."""
+    key = (channels, gain)
+    if key not in _FIR_CACHE:
+        _FIR_CACHE[key] = fir_kernel(channels, gain).contiguous(memory_format=CHANNELS_LAST)
+    return _FIR_CACHE[key]
+
+
+def noise_lrelu_clamp_(x: torch.Tensor, noise: torch.Tensor | None, clamp: float | None) -> torch.Tensor:
+    """In place: x + noise (broadcast), leaky ReLU (slope 0.2, no gain), clamped to +-clamp."""
+    if noise is not None:
+        x.add_(noise)
+    F.leaky_relu_(x, 0.2)
+    return x.clamp_(-clamp, clamp) if clamp is not None else x
 
 
 def filter2d(x: torch.Tensor, pad: tuple[int, int], gain: float = 1.0) -> torch.Tensor:
@@ -137,6 +171,8 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None = None,
                 noise_mode: str = "const", gain: float = 1.0) -> torch.Tensor:
+        if x.shape[0] == 1 and cpu_inference(x):
+            return self.forward_cpu(x, w, noise, noise_mode, gain)
         styles = self.affine(w)  # (B, in)
         weight = self.weight
         x = x * styles[:, :, None, None].to(x.dtype)
@@ -160,6 +196,28 @@ class ModulatedConv2d(nn.Module):
         clamp = self.clamp * gain if self.clamp is not None else None
         return bias_act(x, self.bias, "lrelu", gain, clamp)
 
+    def forward_cpu(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None, noise_mode: str,
+                    gain: float) -> torch.Tensor:
+        """`forward` for one image (x (1, in, r', r') channels-last) on the CPU inference road."""
+        g = gain * SQRT2  # the lrelu gain, folded into the weights, bias and noise
+        weight = self.weight * self.affine(w).reshape(1, -1, 1, 1)  # modulated: (out, in, k, k)
+        d = (weight.square().sum((1, 2, 3)) + 1e-8).rsqrt().mul_(g)  # demodulation times gain, (out,)
+        weight = weight.mul_(d.reshape(-1, 1, 1, 1))
+        if noise is None and noise_mode == "random":
+            noise = torch.randn(self.resolution, self.resolution)
+        elif noise is None and noise_mode == "const":
+            noise = self.noise_const
+        if noise is not None:
+            noise = (noise * (self.noise_strength * g)).reshape(1, 1, self.resolution, self.resolution)
+        bias = self.bias * g
+        if self.up:  # the transposed convolution, then the filter (x 4, padding 1) with the bias
+            weight = weight.transpose(0, 1).contiguous(memory_format=CHANNELS_LAST)  # (in, out, k, k)
+            x = F.conv_transpose2d(x, weight, stride=2)
+            x = F.conv2d(x, fir_kernel_cl(x.shape[1], 4.0), bias, padding=1, groups=x.shape[1])
+        else:
+            x = F.conv2d(x, weight.contiguous(memory_format=CHANNELS_LAST), bias, padding=self.kernel // 2)
+        return noise_lrelu_clamp_(x, noise, self.clamp * gain if self.clamp is not None else None)
+
 
 class ToRGB(nn.Module):
     """NVIDIA's ToRGBLayer: a modulated 1x1 convolution without demodulation (styles times 1 / sqrt(in)),
@@ -174,6 +232,10 @@ class ToRGB(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain  # (B, in)
+        if x.shape[0] == 1 and cpu_inference(x):  # the styles folded into the weights
+            weight = (self.weight * styles.reshape(1, -1, 1, 1)).contiguous(memory_format=CHANNELS_LAST)
+            x = F.conv2d(x, weight, self.bias)
+            return x.clamp_(-self.clamp, self.clamp) if self.clamp is not None else x
         x = F.conv2d(x * styles[:, :, None, None].to(x.dtype), self.weight.to(x.dtype))
         return bias_act(x, self.bias, "linear", 1.0, self.clamp)
 
