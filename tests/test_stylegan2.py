@@ -145,6 +145,13 @@ def test_cpu_inference_road_is_the_same_function(arch, clamp):
         assert (fast - ref).abs().max() < 1e-5 * max(1.0, ref.abs().max().item())
     if clamp == 0.3:  # the clamp bounds what each layer gives the next; images still vary
         assert not torch.allclose(fast[0], fast[1])
+    # weights changed in place (an optimizer step, a load) reach the next images
+    with torch.no_grad():
+        G.synthesis.blocks[1].conv0.weight.add_(torch.randn_like(G.synthesis.blocks[1].conv0.weight))
+        fast2 = G.synthesis(ws)
+    ref2 = G.synthesis(ws)
+    assert not torch.allclose(fast2, fast, atol=1e-4)
+    assert (fast2 - ref2).abs().max() < 1e-5 * max(1.0, ref2.abs().max().item())
 
 
 def test_training_road_backpropagates():

@@ -196,13 +196,25 @@ class ModulatedConv2d(nn.Module):
         clamp = self.clamp * gain if self.clamp is not None else None
         return bias_act(x, self.bias, "lrelu", gain, clamp)
 
+    def weight_energy(self) -> torch.Tensor:
+        """sum_k w_oik^2, (out, in), kept until the weight changes (in-place updates and loads bump its
+        version), so demodulating costs a small matrix product per image."""
+        key = (self.weight._version, self.weight.data_ptr())
+        if getattr(self, "_energy_key", None) != key:
+            self._energy = self.weight.detach().square().sum((2, 3))
+            self._energy_key = key
+        return self._energy
+
     def forward_cpu(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None, noise_mode: str,
                     gain: float) -> torch.Tensor:
         """`forward` for one image (x (1, in, r', r') channels-last) on the CPU inference road."""
         g = gain * SQRT2  # the lrelu gain, folded into the weights, bias and noise
-        weight = self.weight * self.affine(w).reshape(1, -1, 1, 1)  # modulated: (out, in, k, k)
-        d = (weight.square().sum((1, 2, 3)) + 1e-8).rsqrt().mul_(g)  # demodulation times gain, (out,)
-        weight = weight.mul_(d.reshape(-1, 1, 1, 1))
+        styles = self.affine(w)  # (1, in)
+        d = (styles.square() @ self.weight_energy().t() + 1e-8).rsqrt().mul_(g)  # demodulation x gain, (1, out)
+        scale = d.t() * styles  # (out, in): w_oik s_i d_o g
+        weight = self.weight.transpose(0, 1) if self.up else self.weight  # (in, out, k, k) for conv_transpose2d
+        scale = (scale.t() if self.up else scale)[:, :, None, None]
+        weight = torch.mul(weight, scale, out=torch.empty_like(weight, memory_format=CHANNELS_LAST))
         if noise is None and noise_mode == "random":
             noise = torch.randn(self.resolution, self.resolution)
         elif noise is None and noise_mode == "const":
@@ -211,11 +223,10 @@ class ModulatedConv2d(nn.Module):
             noise = (noise * (self.noise_strength * g)).reshape(1, 1, self.resolution, self.resolution)
         bias = self.bias * g
         if self.up:  # the transposed convolution, then the filter (x 4, padding 1) with the bias
-            weight = weight.transpose(0, 1).contiguous(memory_format=CHANNELS_LAST)  # (in, out, k, k)
             x = F.conv_transpose2d(x, weight, stride=2)
             x = F.conv2d(x, fir_kernel_cl(x.shape[1], 4.0), bias, padding=1, groups=x.shape[1])
         else:
-            x = F.conv2d(x, weight.contiguous(memory_format=CHANNELS_LAST), bias, padding=self.kernel // 2)
+            x = F.conv2d(x, weight, bias, padding=self.kernel // 2)
         return noise_lrelu_clamp_(x, noise, self.clamp * gain if self.clamp is not None else None)
 
 
