@@ -13,10 +13,11 @@ nonzero) is written as a gencli checkpoint, then timed three ways over seeds 0-7
   (c) gencli's generator warm in this process, the same loop, alternating image by image with (b) so
       that both see the same load on a shared machine.
 
-On CUDA (when present) images per second of both at --cuda-batch. `--resolution 256` runs a smaller
+`--floor` also times the network's convolutions alone (what remains if everything else were free). On
+CUDA (when present) images per second of both at --cuda-batch. `--resolution 256` runs a smaller
 network for a quick check.
 
-    python benchmarks/stylegan2_speed.py [--nvidia ../stylegan3] [--resolution 1024] [--seeds 8] [--repeats 1]
+    python benchmarks/stylegan2_speed.py [--nvidia ../stylegan3] [--resolution 1024] [--seeds 8] [--repeats 1] [--floor]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gencli.checkpoint import load_model, save_model
 from gencli.models import stylegan2 as sg2
@@ -183,6 +185,28 @@ def cuda_rates(G_ours, G_nv, batch: int, rounds: int = 5) -> tuple[float, float 
     return rates[0], rates[1]
 
 
+def conv_floor(config: sg2.StyleGAN2Config, rounds: int = 2) -> float:
+    """Seconds of the synthesis network's convolutions alone for one image (the 3x3 and transposed 3x3
+    ones, channels-last, fastest of `rounds`): what no rewrite of the code around them can remove."""
+    cl = torch.channels_last
+    ops = []
+    for r in config.resolutions:
+        c = config.channels(r)
+        if r > 4:
+            cin = config.channels(r // 2)
+            ops.append((F.conv_transpose2d, torch.randn(1, cin, r // 2, r // 2), torch.randn(cin, c, 3, 3), dict(stride=2)))
+        ops.append((F.conv2d, torch.randn(1, c, r, r), torch.randn(c, c, 3, 3), dict(padding=1)))
+    ops = [(f, x.contiguous(memory_format=cl), w.contiguous(memory_format=cl), kw) for f, x, w, kw in ops]
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(rounds + 1):  # the first round warms oneDNN up
+            t0 = time.perf_counter()
+            for f, x, w, kw in ops:
+                f(x, w, **kw)
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nvidia", type=Path, default=None, help="a checkout of NVlabs/stylegan3 or stylegan2-ada-pytorch")
@@ -190,6 +214,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8, help="images per run (seeds 0..N-1)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of (a) and of the warm loops")
     parser.add_argument("--cuda-batch", type=int, default=8)
+    parser.add_argument("--floor", action="store_true", help="also time the convolutions alone (one image)")
     args = parser.parse_args()
 
     config = ffhq_config(args.resolution)
@@ -219,6 +244,8 @@ def main() -> None:
                 print(f"  (b) NVIDIA warm           {nv:7.3f} s/image (min {min(theirs):.3f})")
                 print(f"  ratio gencli whole process / NVIDIA warm {per_image / nv:.2f}; "
                       f"gencli warm / NVIDIA warm {np.mean(ours) / nv:.2f}")
+        if args.floor:
+            print(f"floor: the convolutions alone (channels-last oneDNN) {conv_floor(config):.3f} s/image")
         if torch.cuda.is_available():
             ours_rate, nv_rate = cuda_rates(G, G_nv, args.cuda_batch)
             line = f"CUDA ({torch.cuda.get_device_name()}), batch {args.cuda_batch}: gencli {ours_rate:.1f} images/s"

@@ -59,10 +59,12 @@ def fir_kernel_cl(channels: int, gain: float) -> torch.Tensor:
     return _FIR_CACHE[key]
 
 
-def noise_lrelu_clamp_(x: torch.Tensor, noise: torch.Tensor | None, clamp: float | None) -> torch.Tensor:
-    """In place: x + noise (broadcast), leaky ReLU (slope 0.2, no gain), clamped to +-clamp."""
+def noise_lrelu_clamp_(x: torch.Tensor, noise: torch.Tensor | None, strength: float,
+                       clamp: float | None) -> torch.Tensor:
+    """In place: x + strength noise (noise (r, r) or (1, 1, r, r), broadcast), leaky ReLU (slope 0.2, no
+    gain), clamped to +-clamp."""
     if noise is not None:
-        x.add_(noise)
+        x.add_(noise.reshape(x.shape[-2:]), alpha=strength)
     F.leaky_relu_(x, 0.2)
     return x.clamp_(-clamp, clamp) if clamp is not None else x
 
@@ -121,7 +123,10 @@ class FullyConnected(nn.Module):
         self.weight_gain, self.lr_mul, self.act = lr_mul / math.sqrt(in_features), lr_mul, act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.lr_mul)
+        if x.ndim == 2:  # the gain on the product: one matrix op, no scaled copy of W
+            x = torch.addmm(self.bias * self.lr_mul, x, self.weight.t(), alpha=self.weight_gain)
+        else:
+            x = F.linear(x, self.weight * self.weight_gain, self.bias * self.lr_mul)
         return bias_act(x, None, self.act)
 
 
@@ -196,38 +201,39 @@ class ModulatedConv2d(nn.Module):
         clamp = self.clamp * gain if self.clamp is not None else None
         return bias_act(x, self.bias, "lrelu", gain, clamp)
 
-    def weight_energy(self) -> torch.Tensor:
-        """sum_k w_oik^2, (out, in), kept until the weight changes (in-place updates and loads bump its
-        version), so demodulating costs a small matrix product per image."""
+    def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum_k w_oik^2 (out, in), the weight channels-last, as (in, out, k, k) when up-sampling), kept
+        until the weight changes (in-place updates and loads bump its version): demodulating then costs
+        a small matrix product per image and modulating one contiguous pass."""
         key = (self.weight._version, self.weight.data_ptr())
-        if getattr(self, "_energy_key", None) != key:
-            self._energy = self.weight.detach().square().sum((2, 3))
-            self._energy_key = key
-        return self._energy
+        if getattr(self, "_inference_key", None) != key:
+            weight = self.weight.detach()
+            self._energy = weight.square().sum((2, 3))
+            self._weight_cl = (weight.transpose(0, 1) if self.up else weight).contiguous(memory_format=CHANNELS_LAST)
+            self._inference_key = key
+        return self._energy, self._weight_cl
 
     def forward_cpu(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None, noise_mode: str,
                     gain: float) -> torch.Tensor:
         """`forward` for one image (x (1, in, r', r') channels-last) on the CPU inference road."""
         g = gain * SQRT2  # the lrelu gain, folded into the weights, bias and noise
+        energy, weight = self.inference_weights()
         styles = self.affine(w)  # (1, in)
-        d = (styles.square() @ self.weight_energy().t() + 1e-8).rsqrt().mul_(g)  # demodulation x gain, (1, out)
-        scale = d.t() * styles  # (out, in): w_oik s_i d_o g
-        weight = self.weight.transpose(0, 1) if self.up else self.weight  # (in, out, k, k) for conv_transpose2d
-        scale = (scale.t() if self.up else scale)[:, :, None, None]
-        weight = torch.mul(weight, scale, out=torch.empty_like(weight, memory_format=CHANNELS_LAST))
+        d = (styles.square() @ energy.t() + 1e-8).rsqrt().mul_(g)  # demodulation x gain, (1, out)
+        scale = styles.t() * d if self.up else d.t() * styles  # w_oik s_i d_o g: (in, out) up, else (out, in)
+        weight = weight * scale[:, :, None, None]  # channels-last like `weight`
         if noise is None and noise_mode == "random":
             noise = torch.randn(self.resolution, self.resolution)
         elif noise is None and noise_mode == "const":
             noise = self.noise_const
-        if noise is not None:
-            noise = (noise * (self.noise_strength * g)).reshape(1, 1, self.resolution, self.resolution)
+        strength = float(self.noise_strength) * g
         bias = self.bias * g
         if self.up:  # the transposed convolution, then the filter (x 4, padding 1) with the bias
             x = F.conv_transpose2d(x, weight, stride=2)
             x = F.conv2d(x, fir_kernel_cl(x.shape[1], 4.0), bias, padding=1, groups=x.shape[1])
         else:
             x = F.conv2d(x, weight, bias, padding=self.kernel // 2)
-        return noise_lrelu_clamp_(x, noise, self.clamp * gain if self.clamp is not None else None)
+        return noise_lrelu_clamp_(x, noise, strength, self.clamp * gain if self.clamp is not None else None)
 
 
 class ToRGB(nn.Module):
