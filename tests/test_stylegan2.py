@@ -314,21 +314,6 @@ def test_stylegan1_files_still_need_their_resolution(tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_batch_independent_mode_computes_the_same():
-    """Per-sample weights (one image, or the high resolutions) and scaled activations are one function."""
-    torch.manual_seed(0)
-    G = sg2.build(tiny(c_dim=3)).eval().requires_grad_(False)
-    for name, p in G.named_parameters():
-        if name.endswith("noise_strength"):
-            p.fill_(0.3)
-    z, labels = torch.randn(3, 8), torch.tensor([0, 1, 2])
-    with torch.no_grad():
-        default = G(z, labels, truncation=0.7)
-        single = torch.cat([G(z[i : i + 1], labels[i : i + 1], truncation=0.7) for i in range(3)])
-        scaled = G.batch_independent()(z, labels, truncation=0.7)
-        G.batch_independent(False)
-    assert torch.allclose(default, single, atol=1e-5) and torch.allclose(default, scaled, atol=1e-5)
-
 
 def test_unpickler_allows_numpy_1_names_and_refuses_the_rest():
     import io
@@ -395,3 +380,51 @@ def test_stylegan_commands_draw_from_an_imported_network(tmp_path):
         result = CliRunner().invoke(app, [str(a) for a in args])
         assert result.exit_code == 0, result.output
         assert Path(args[-1]).stat().st_size > 0
+def _nonzero(G):
+    """Biases, noise strengths and w_avg drawn nonzero, so every term of the layers counts."""
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("bias") or name.endswith("noise_strength"):
+                p.normal_(0, 0.5)
+    return G
+
+
+@pytest.mark.parametrize("arch, clamp", [("skip", 256.0), ("skip", 0.3), ("resnet", 0.3), ("orig", None)])
+def test_cpu_inference_road_is_the_same_function(arch, clamp):
+    """No-grad CPU synthesis (one image at a time, channels-last, folded weights) equals the batched
+    road autograd takes, with the clamp active or not, for every noise mode and for given noise."""
+    from gencli.models.stylegan2_layers import cpu_inference
+
+    torch.manual_seed(0)
+    G = _nonzero(sg2.build(tiny(architecture=arch, conv_clamp=clamp)).eval())
+    ws = torch.randn(3, G.num_ws, 8)
+    noise = [torch.randn(3, 1, r, r) for r in G.synthesis.layer_resolutions]
+    for kwargs in (dict(), dict(noise_mode="none"), dict(noise=noise)):
+        with torch.enable_grad():
+            assert not cpu_inference(ws)
+            ref = G.synthesis(ws, **kwargs)
+        with torch.no_grad():
+            assert cpu_inference(ws)
+            fast = G.synthesis(ws, **kwargs)
+        assert fast.shape == ref.shape and fast.is_contiguous()
+        assert (fast - ref).abs().max() < 1e-5 * max(1.0, ref.abs().max().item())
+    if clamp == 0.3:  # the clamp bounds what each layer gives the next; images still vary
+        assert not torch.allclose(fast[0], fast[1])
+    # weights changed in place (an optimizer step, a load) reach the next images
+    with torch.no_grad():
+        G.synthesis.blocks[1].conv0.weight.add_(torch.randn_like(G.synthesis.blocks[1].conv0.weight))
+        fast2 = G.synthesis(ws)
+    ref2 = G.synthesis(ws)
+    assert not torch.allclose(fast2, fast, atol=1e-4)
+    assert (fast2 - ref2).abs().max() < 1e-5 * max(1.0, ref2.abs().max().item())
+
+
+def test_training_road_backpropagates():
+    torch.manual_seed(0)
+    G = _nonzero(sg2.build(tiny()))
+    img = G(torch.randn(2, 8))
+    img.square().mean().backward()
+    grads = {n: p.grad for n, p in G.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    assert grads["synthesis.blocks.2.conv0.weight"].abs().sum() > 0
+    assert grads["mapping.layers.0.weight"].abs().sum() > 0

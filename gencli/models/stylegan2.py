@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gencli.errors import ConfigError, GencliError
-from gencli.models.stylegan2_layers import (Conv2d, FullyConnected, ModulatedConv2d, ToRGB, minibatch_std,
-                                            downsample2d, normalize_2nd_moment, upsample2d)
+from gencli.models.stylegan2_layers import (CHANNELS_LAST, Conv2d, FullyConnected, ModulatedConv2d, ToRGB,
+                                            cpu_inference, downsample2d, minibatch_std, normalize_2nd_moment,
+                                            upsample2d)
 
 ARCHITECTURES = ("skip", "resnet", "orig")
 
@@ -181,8 +182,10 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x, img, ws, noise, noise_mode):
         """ws (B, num_conv + num_torgb, w_dim); noise: one tensor (or None) per convolution."""
+        inference = cpu_inference(ws)  # one image, channels-last (see stylegan2_layers)
         if self.first:
             x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+            x = x.contiguous(memory_format=CHANNELS_LAST) if inference else x
             x = self.conv1(x, ws[:, 0], noise[0], noise_mode)
         elif self.architecture == "resnet":
             y = self.skip(x, gain=math.sqrt(0.5))
@@ -196,7 +199,7 @@ class SynthesisBlock(nn.Module):
             img = upsample2d(img)
         if self.torgb is not None:
             y = self.torgb(x, ws[:, self.num_conv]).float()
-            img = y if img is None else img + y
+            img = y if img is None else img.add_(y) if inference else img + y
         return x, img
 
 
@@ -221,6 +224,9 @@ class SynthesisNetwork(nn.Module):
         if noise is not None and len(noise) != len(self.layer_resolutions):
             raise GencliError(f"synthesis needs {len(self.layer_resolutions)} noise tensors, got {len(noise)}")
         ws = ws.float()
+        if cpu_inference(ws) and ws.shape[0] > 1:  # one image at a time: bounded memory, per-image weights
+            return torch.cat([self(ws[i : i + 1], [n if n is None else n[i : i + 1] for n in noise] if noise is not None else None,
+                                   noise_mode) for i in range(ws.shape[0])])
         x = img = None
         w_idx = n_idx = 0
         for block in self.blocks:
@@ -228,7 +234,7 @@ class SynthesisNetwork(nn.Module):
             layer_noise = noise[n_idx : n_idx + k] if noise is not None else [None] * k
             x, img = block(x, img, ws[:, w_idx : w_idx + k + block.num_torgb], layer_noise, noise_mode)
             w_idx, n_idx = w_idx + k, n_idx + k
-        return img
+        return img.contiguous()
 
 
 class Generator(nn.Module):
@@ -242,14 +248,6 @@ class Generator(nn.Module):
         self.synthesis = SynthesisNetwork(config)
         self.num_ws = self.synthesis.num_ws
         self.register_buffer("w_avg", torch.zeros(config.w_dim))
-
-    def batch_independent(self, flag: bool = True) -> "Generator":
-        """Compute every modulated layer by scaling activations, so that a traced graph (an export) works
-        for any batch size; False restores the default (per-sample weights where they are cheaper)."""
-        for m in self.modules():
-            if hasattr(m, "per_sample"):
-                m.per_sample = False if flag else None
-        return self
 
     def truncate(self, w: torch.Tensor, psi: float, labels: torch.Tensor | None = None) -> torch.Tensor:
         """w_avg + psi (w - w_avg) (NVIDIA's global mean w, also for a conditional G); psi 1 returns w.

@@ -8,12 +8,17 @@ CVPR 2020) as NVIDIA's released networks compute them; the networks are in gencl
 - resampling uses the [1, 3, 3, 1] filter (outer product, normalized to sum 1): up-sampling is zero
   insertion and the filter times 4 (its gain), down-sampling the filter then every second pixel.
 - `ModulatedConv2d` (Sec. 2.2): the input channels are scaled by the style s, a 3x3 convolution, then each
-  output channel divided by sqrt(sum_{i,k} (s_i w_oik)^2 + 1e-8) (demodulation). Folding s and the
-  demodulation into per-sample weights (one grouped convolution over the batch) and scaling the
-  activations around one ordinary convolution compute the same; each layer takes the cheaper.
+  output channel divided by sqrt(sum_{i,k} (s_i w_oik)^2 + 1e-8) (demodulation). Scaling the activations
+  rather than the weights does the same with one ordinary convolution for the whole batch.
 - the up-sampling convolution is a stride-2 transposed 3x3 convolution followed by the filter.
 
 Under `torch.no_grad()` the bias, activation and clamp act in place (less memory at 1024 px).
+
+Inference on the CPU (`cpu_inference`: no autograd, float32, not traced for export) takes another road to
+the same function, one image at a time in channels-last memory (oneDNN's fast layout): the style, the
+demodulation and the lrelu gain (lrelu(g y) = g lrelu(y) for g > 0) are folded into that image's weights,
+the gained bias into the convolution, so each layer is one convolution and three in-place passes (noise,
+lrelu, clamp); the up-sampling filter is one depthwise convolution with implicit padding and the bias.
 """
 
 from __future__ import annotations
@@ -25,6 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 
 SQRT2 = math.sqrt(2)
+CHANNELS_LAST = torch.channels_last
+
+
+def cpu_inference(x: torch.Tensor) -> bool:
+    """Whether `x` takes the CPU inference road: no gradient recorded, float32 on the CPU, and not being
+    traced or compiled (exports see the ordinary ops)."""
+    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
+    return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.jit.is_tracing() and not torch.jit.is_scripting() and not compiling)
 
 
 def fir_kernel(channels: int, gain: float = 1.0, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -34,10 +48,33 @@ def fir_kernel(channels: int, gain: float = 1.0, device=None, dtype=torch.float3
     return (f * (gain / f.sum())).expand(channels, 1, 4, 4)
 
 
-def filter2d(x: torch.Tensor, pad: int, gain: float = 1.0, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """The filter over each channel after zero-padding by `pad` on every side (then + bias)."""
+_FIR_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def fir_kernel_cl(channels: int, gain: float) -> torch.Tensor:
+    """fir_kernel on the CPU, materialized channels-last (oneDNN's depthwise layout), made once per shape."""
+    key = (channels, gain)
+    if key not in _FIR_CACHE:
+        _FIR_CACHE[key] = fir_kernel(channels, gain).contiguous(memory_format=CHANNELS_LAST)
+    return _FIR_CACHE[key]
+
+
+def noise_lrelu_clamp_(x: torch.Tensor, noise: torch.Tensor | None, strength: float,
+                       clamp: float | None) -> torch.Tensor:
+    """In place: x + strength noise (noise (r, r) or (1, 1, r, r), broadcast), leaky ReLU (slope 0.2, no
+    gain), clamped to +-clamp."""
+    if noise is not None:
+        x.add_(noise.reshape(x.shape[-2:]), alpha=strength)
+    F.leaky_relu_(x, 0.2)
+    return x.clamp_(-clamp, clamp) if clamp is not None else x
+
+
+def filter2d(x: torch.Tensor, pad: tuple[int, int], gain: float = 1.0) -> torch.Tensor:
+    """The filter over each channel after zero-padding (before, after) on both axes."""
+    if pad != (0, 0):
+        x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
     c = int(x.shape[1])  # a constant when traced (ONNX needs the kernel's shape)
-    return F.conv2d(x, fir_kernel(c, gain, x.device, x.dtype), bias, padding=pad, groups=c)
+    return F.conv2d(x, fir_kernel(c, gain, x.device, x.dtype), groups=c)
 
 
 def upsample2d(x: torch.Tensor) -> torch.Tensor:
@@ -50,21 +87,20 @@ def upsample2d(x: torch.Tensor) -> torch.Tensor:
 def downsample2d(x: torch.Tensor) -> torch.Tensor:
     """(B, C, 2r, 2r) -> (B, C, r, r): padding (1, 1), the filter, every second pixel."""
     c = int(x.shape[1])
-    return F.conv2d(x, fir_kernel(c, 1.0, x.device, x.dtype), stride=2, padding=1, groups=c)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1)), fir_kernel(c, 1.0, x.device, x.dtype), stride=2, groups=c)
 
 
 def bias_act(x: torch.Tensor, bias: torch.Tensor | None, act: str = "linear", gain: float = 1.0,
              clamp: float | None = None) -> torch.Tensor:
     """x + bias (per channel, dim 1), then the activation ("lrelu": slope 0.2 times sqrt 2), times
-    `gain`, clamped to +-clamp (None: no clamp). "lrelu_nogain": the slope alone (the sqrt 2 applied
-    before). In place when no gradient is recorded."""
+    `gain`, clamped to +-clamp (None: no clamp). In place when no gradient is recorded."""
     inplace = not torch.is_grad_enabled()
     if bias is not None:
         b = bias.reshape(1, -1, *([1] * (x.ndim - 2))).to(x.dtype)
         x = x.add_(b) if inplace else x + b
-    if act in ("lrelu", "lrelu_nogain"):
+    if act == "lrelu":
         x = F.leaky_relu_(x, 0.2) if inplace else F.leaky_relu(x, 0.2)
-        gain = gain * SQRT2 if act == "lrelu" else gain
+        gain = gain * SQRT2
     if gain != 1:
         x = x.mul_(gain) if inplace else x * gain
     if clamp is not None:
@@ -88,7 +124,10 @@ class FullyConnected(nn.Module):
         self.weight_gain, self.lr_mul, self.act = lr_mul / math.sqrt(in_features), lr_mul, act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.lr_mul)
+        if x.ndim == 2:  # the gain on the product: one matrix op, no scaled copy of W
+            x = torch.addmm(self.bias * self.lr_mul, x, self.weight.t(), alpha=self.weight_gain)
+        else:
+            x = F.linear(x, self.weight * self.weight_gain, self.bias * self.lr_mul)
         return bias_act(x, None, self.act)
 
 
@@ -112,7 +151,7 @@ class Conv2d(nn.Module):
         if self.down and self.kernel == 1:
             x = F.conv2d(downsample2d(x), w)
         elif self.down:  # pad (k // 2 + 1) on each side, filter, stride-2 convolution
-            x = F.conv2d(filter2d(x, self.kernel // 2 + 1), w, stride=2)
+            x = F.conv2d(filter2d(x, (self.kernel // 2 + 1,) * 2), w, stride=2)
         else:
             x = F.conv2d(x, w, padding=self.kernel // 2)
             if self.up:
@@ -135,52 +174,67 @@ class ModulatedConv2d(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
         self.resolution, self.up, self.clamp, self.kernel = resolution, up, clamp, kernel
-        # None: choose per call (see forward); False: always scale activations, so the graph does not
-        # depend on the batch size (for an export with a dynamic batch); True: always per-sample weights.
-        self.per_sample: bool | None = None
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None = None,
                 noise_mode: str = "const", gain: float = 1.0) -> torch.Tensor:
+        if x.shape[0] == 1 and cpu_inference(x):
+            return self.forward_cpu(x, w, noise, noise_mode, gain)
         styles = self.affine(w)  # (B, in)
-        batch, cin, res_in = x.shape[0], x.shape[1], x.shape[-1]
-        out, k = self.weight.shape[0], self.kernel
-        # demodulation: 1 / sqrt(sum_i s_i^2 sum_k w_oik^2), (B, out); times lrelu's sqrt 2 and the branch
-        # gain, which commute with lrelu (lrelu(a x) = a lrelu(x) for a > 0) and so act on the linear part
-        g = SQRT2 * gain
-        scale = (styles.square() @ self.weight.square().sum((2, 3)).t() + 1e-8).rsqrt() * g
-        inplace = not torch.is_grad_enabled()
-        # Per-sample weights (one grouped convolution over the batch) where they are no larger than the
-        # activations they replace scaling, i.e. at high resolutions and for one image; else scale the
-        # activations around one ordinary convolution.
-        per_sample = self.per_sample if self.per_sample is not None else batch == 1 or out * k * k <= res_in * res_in
-        if per_sample:
-            wt = self.weight[None] * styles[:, None, :, None, None] * scale[:, :, None, None, None]  # (B, out, in, k, k)
-            bias = (self.bias * g).repeat(batch).to(x.dtype)
-            x = x.reshape(1, batch * cin, res_in, res_in)
-            if self.up:  # transposed stride-2 convolution (weights (in, out, k, k)), pad 1, filter x 4
-                wt = wt.transpose(1, 2).reshape(batch * cin, out, k, k)
-                x = F.conv_transpose2d(x, wt.to(x.dtype), stride=2, groups=batch)
-                x = filter2d(x, 1, gain=4.0, bias=bias)
-            else:
-                x = F.conv2d(x, wt.reshape(batch * out, cin, k, k).to(x.dtype), bias, padding=k // 2, groups=batch)
-            x = x.reshape(batch, out, *x.shape[2:])
+        weight = self.weight
+        x = x * styles[:, :, None, None].to(x.dtype)
+        if self.up:  # transposed stride-2 convolution (weight (in, out, k, k)), then pad 1 and filter x 4
+            x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
+            x = filter2d(x, (1, 1), gain=4.0)
         else:
-            x = x * styles[:, :, None, None].to(x.dtype)
-            if self.up:
-                x = filter2d(F.conv_transpose2d(x, self.weight.transpose(0, 1).to(x.dtype), stride=2), 1, gain=4.0)
-            else:
-                x = F.conv2d(x, self.weight.to(x.dtype), padding=k // 2)
-            d = scale[:, :, None, None].to(x.dtype)
-            x = x.mul_(d) if inplace else x * d
+            x = F.conv2d(x, weight.to(x.dtype), padding=self.kernel // 2)
+        # demodulation: 1 / sqrt(sum_i s_i^2 sum_k w_oik^2), (B, out)
+        dcoefs = (styles.square() @ weight.square().sum((2, 3)).t() + 1e-8).rsqrt()
+        inplace = not torch.is_grad_enabled()
+        d = dcoefs[:, :, None, None].to(x.dtype)
+        x = x.mul_(d) if inplace else x * d
         if noise is None and noise_mode == "random":
-            noise = torch.randn(batch, 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
         elif noise is None and noise_mode == "const":
             noise = self.noise_const
         if noise is not None:
-            n = (noise * (self.noise_strength * g)).to(x.dtype)
+            n = (noise * self.noise_strength).to(x.dtype)
             x = x.add_(n) if inplace else x + n
         clamp = self.clamp * gain if self.clamp is not None else None
-        return bias_act(x, None if per_sample else self.bias * g, "lrelu_nogain", 1.0, clamp)
+        return bias_act(x, self.bias, "lrelu", gain, clamp)
+
+    def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum_k w_oik^2 (out, in), the weight channels-last, as (in, out, k, k) when up-sampling), kept
+        until the weight changes (in-place updates and loads bump its version): demodulating then costs
+        a small matrix product per image and modulating one contiguous pass."""
+        key = (self.weight._version, self.weight.data_ptr())
+        if getattr(self, "_inference_key", None) != key:
+            weight = self.weight.detach()
+            self._energy = weight.square().sum((2, 3))
+            self._weight_cl = (weight.transpose(0, 1) if self.up else weight).contiguous(memory_format=CHANNELS_LAST)
+            self._inference_key = key
+        return self._energy, self._weight_cl
+
+    def forward_cpu(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None, noise_mode: str,
+                    gain: float) -> torch.Tensor:
+        """`forward` for one image (x (1, in, r', r') channels-last) on the CPU inference road."""
+        g = gain * SQRT2  # the lrelu gain, folded into the weights, bias and noise
+        energy, weight = self.inference_weights()
+        styles = self.affine(w)  # (1, in)
+        d = (styles.square() @ energy.t() + 1e-8).rsqrt().mul_(g)  # demodulation x gain, (1, out)
+        scale = styles.t() * d if self.up else d.t() * styles  # w_oik s_i d_o g: (in, out) up, else (out, in)
+        weight = weight * scale[:, :, None, None]  # channels-last like `weight`
+        if noise is None and noise_mode == "random":
+            noise = torch.randn(self.resolution, self.resolution)
+        elif noise is None and noise_mode == "const":
+            noise = self.noise_const
+        strength = float(self.noise_strength) * g
+        bias = self.bias * g
+        if self.up:  # the transposed convolution, then the filter (x 4, padding 1) with the bias
+            x = F.conv_transpose2d(x, weight, stride=2)
+            x = F.conv2d(x, fir_kernel_cl(x.shape[1], 4.0), bias, padding=1, groups=x.shape[1])
+        else:
+            x = F.conv2d(x, weight, bias, padding=self.kernel // 2)
+        return noise_lrelu_clamp_(x, noise, strength, self.clamp * gain if self.clamp is not None else None)
 
 
 class ToRGB(nn.Module):
@@ -193,18 +247,15 @@ class ToRGB(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, 1, 1))
         self.bias = nn.Parameter(torch.zeros(out_ch))
         self.weight_gain, self.clamp = 1 / math.sqrt(in_ch), clamp
-        self.per_sample: bool | None = None  # see ModulatedConv2d
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain  # (B, in)
-        batch, cin = x.shape[:2]
-        if self.per_sample is False:  # as ModulatedConv2d.per_sample: a graph independent of the batch size
-            x = F.conv2d(x * styles[:, :, None, None].to(x.dtype), self.weight.to(x.dtype), self.bias.to(x.dtype))
-            return bias_act(x, None, "linear", 1.0, self.clamp)
-        wt = self.weight[None, :, :, 0, 0] * styles[:, None, :]  # per-sample 1x1 weights (B, out, in)
-        x = F.conv2d(x.reshape(1, batch * cin, *x.shape[2:]), wt.reshape(-1, cin, 1, 1).to(x.dtype),
-                     self.bias.repeat(batch).to(x.dtype), groups=batch)
-        return bias_act(x.reshape(batch, -1, *x.shape[2:]), None, "linear", 1.0, self.clamp)
+        if x.shape[0] == 1 and cpu_inference(x):  # the styles folded into the weights
+            weight = (self.weight * styles.reshape(1, -1, 1, 1)).contiguous(memory_format=CHANNELS_LAST)
+            x = F.conv2d(x, weight, self.bias)
+            return x.clamp_(-self.clamp, self.clamp) if self.clamp is not None else x
+        x = F.conv2d(x * styles[:, :, None, None].to(x.dtype), self.weight.to(x.dtype))
+        return bias_act(x, self.bias, "linear", 1.0, self.clamp)
 
 
 def minibatch_std(x: torch.Tensor, group_size: int | None, num_channels: int) -> torch.Tensor:

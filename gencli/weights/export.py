@@ -103,8 +103,7 @@ class StyleGAN2Sampler(nn.Module):
 
     def __init__(self, G: nn.Module, psi: float | None = None):
         super().__init__()
-        # a traced graph must not depend on the batch it was traced with
-        self.G, self.psi, self.conditional = copy.deepcopy(G).batch_independent(), psi, G.config.c_dim > 0
+        self.G, self.psi, self.conditional = G, psi, G.config.c_dim > 0
 
     def forward(self, z: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         G = self.G
