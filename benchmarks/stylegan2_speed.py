@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from compute_floor import matmul_gflops, step_flops  # benchmarks/compute_floor.py
 from gencli.checkpoint import load_model, save_model
 from gencli.models import stylegan2 as sg2
 
@@ -87,6 +88,19 @@ def random_generator(config: sg2.StyleGAN2Config) -> sg2.Generator:
     return G
 
 
+def nvidia_state(G: sg2.Generator) -> dict[str, torch.Tensor]:
+    """G's state dict under the names of NVIDIA's Generator (mapping.fcN, synthesis.bRES, mapping.w_avg)."""
+    resolutions = G.config.resolutions
+    state = {}
+    for key, value in G.state_dict().items():
+        if key == "w_avg":
+            key = "mapping.w_avg"
+        key = re.sub(r"^mapping\.layers\.(\d+)\.", r"mapping.fc\1.", key)
+        key = re.sub(r"^synthesis\.blocks\.(\d+)\.", lambda m: f"synthesis.b{resolutions[int(m[1])]}.", key)
+        state[key] = value
+    return state
+
+
 def nvidia_generator(path: Path, G: sg2.Generator, config: sg2.StyleGAN2Config):
     """NVIDIA's Generator from the checkout at `path`, of G's config, holding G's weights."""
     if "pkg_resources" not in sys.modules:  # their gradfix modules import parse_version from it
@@ -106,15 +120,7 @@ def nvidia_generator(path: Path, G: sg2.Generator, config: sg2.StyleGAN2Config):
     else:  # stylegan2-ada-pytorch
         from training import networks as nets
         N = nets.Generator(**common, synthesis_kwargs=synthesis)
-    resolutions = config.resolutions
-    state = {}
-    for key, value in G.state_dict().items():  # our names -> theirs
-        if key == "w_avg":
-            key = "mapping.w_avg"
-        key = re.sub(r"^mapping\.layers\.(\d+)\.", r"mapping.fc\1.", key)
-        key = re.sub(r"^synthesis\.blocks\.(\d+)\.", lambda m: f"synthesis.b{resolutions[int(m[1])]}.", key)
-        state[key] = value
-    result = N.load_state_dict(state, strict=False)
+    result = N.load_state_dict(nvidia_state(G), strict=False)
     if result.unexpected_keys or any("resample_filter" not in k for k in result.missing_keys):
         raise SystemExit(f"NVIDIA's generator does not take these weights: {result}")
     return N.eval()
@@ -246,6 +252,11 @@ def main() -> None:
                       f"gencli warm / NVIDIA warm {np.mean(ours) / nv:.2f}")
         if args.floor:
             print(f"floor: the convolutions alone (channels-last oneDNN) {conv_floor(config):.3f} s/image")
+            with torch.no_grad():
+                flops = step_flops(lambda: G(torch.randn(1, config.z_dim)))
+            peak = matmul_gflops()
+            print(f"       {flops / 1e9:.0f} GFLOP per image; at this CPU's float32 matmul peak ({peak:.0f} GFLOP/s) "
+                  f"{flops / 1e9 / peak:.3f} s/image")
         if torch.cuda.is_available():
             ours_rate, nv_rate = cuda_rates(G, G_nv, args.cuda_batch)
             line = f"CUDA ({torch.cuda.get_device_name()}), batch {args.cuda_batch}: gencli {ours_rate:.1f} images/s"

@@ -23,3 +23,18 @@ def test_step_flops_of_a_vae_training_step_match_a_hand_count(data_dir):
     layers = [(784, 16), (16, 3), (16, 3), (3, 16), (16, 784)]
     per_image = 2 * (3 * sum(i * o for i, o in layers) - 784 * 16)
     assert step_flops(lambda: task.train_step(batch)) == per_image * len(batch)
+
+
+def test_stylegan2_benchmark_names_every_weight_as_nvidia_does():
+    from stylegan2_speed import nvidia_state
+
+    from gencli.models import stylegan2 as sg2
+
+    config = sg2.StyleGAN2Config(img_resolution=16, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=16)
+    G = sg2.build(config)
+    state = nvidia_state(G)
+    assert len(state) == len(G.state_dict())
+    assert {"mapping.w_avg", "mapping.fc1.bias", "synthesis.b4.const", "synthesis.b4.conv1.noise_const",
+            "synthesis.b16.conv0.affine.weight", "synthesis.b16.torgb.bias"} <= set(state)
+    assert not [k for k in state if "blocks" in k or "layers" in k]
+    assert torch.equal(state["synthesis.b8.conv1.weight"], G.synthesis.blocks[1].conv1.weight)

@@ -225,8 +225,8 @@ class SynthesisNetwork(nn.Module):
             raise GencliError(f"synthesis needs {len(self.layer_resolutions)} noise tensors, got {len(noise)}")
         ws = ws.float()
         if cpu_inference(ws) and ws.shape[0] > 1:  # one image at a time: bounded memory, per-image weights
-            return torch.cat([self(ws[i : i + 1], [n if n is None else n[i : i + 1] for n in noise] if noise is not None else None,
-                                   noise_mode) for i in range(ws.shape[0])])
+            pick = lambda i: [n if n is None else n[i : i + 1] for n in noise] if noise is not None else None  # noqa: E731
+            return torch.cat([self(ws[i : i + 1], pick(i), noise_mode) for i in range(ws.shape[0])])
         x = img = None
         w_idx = n_idx = 0
         for block in self.blocks:

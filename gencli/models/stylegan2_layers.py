@@ -205,7 +205,8 @@ class ModulatedConv2d(nn.Module):
     def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum_k w_oik^2 (out, in), the weight channels-last, as (in, out, k, k) when up-sampling), kept
         until the weight changes (in-place updates and loads bump its version): demodulating then costs
-        a small matrix product per image and modulating one contiguous pass."""
+        a small matrix product per image and modulating one contiguous pass. (Writes through `.data`
+        bypass the version counter and are not seen; load_state_dict, optimizers and EMA updates are.)"""
         key = (self.weight._version, self.weight.data_ptr())
         if getattr(self, "_inference_key", None) != key:
             weight = self.weight.detach()
