@@ -305,3 +305,52 @@ def test_result_lines_are_not_wrapped(tmp_path, vae_ckpt):
     result = run("sample", "-c", vae_ckpt, "--seeds", "0", "-o", deep)
     assert result.exit_code == 0
     assert f"Samples written to {deep}" in result.stdout.splitlines()
+
+
+# --- optional extras ---------------------------------------------------------------------------------
+
+def test_a_missing_onnx_names_the_pip_command(tmp_path, monkeypatch, vae_ckpt):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    result = run("export", vae_ckpt, "-o", tmp_path / "v.onnx")
+    one_line_error(result, "--format onnx needs onnx", 'pip install "gencli[export]"')
+    assert not (tmp_path / "v.onnx").exists()
+    assert run("export", vae_ckpt, "--format", "torchscript", "-o", tmp_path / "v.pt").exit_code == 0  # no onnx needed
+
+
+# --- messages ----------------------------------------------------------------------------------------------
+
+def test_a_failed_training_leaves_no_runs_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("train", "vae", "--data-dir", tmp_path / "nodata", "--epochs", 1, "--device", "cpu")
+    one_line_error(result, "mnist is not in")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither runs/vae nor runs/ nor the data folder
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "mine.txt").write_text("kept")
+    assert run("train", "vae", "--data-dir", tmp_path / "nodata", "--epochs", 1, "--device", "cpu").exit_code == 1
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mine.txt"]
+
+
+def test_a_digit_label_is_not_named_twice(tmp_path):
+    result = run("sample", "stylegan", "--label", 7, "--seeds", "0-1", "-o", tmp_path / "s.png", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith("(class 7)") and "7: 7" not in result.stdout
+
+
+def test_published_weights_of_an_older_pickle_protocol_load_without_a_warning(tmp_path):
+    import warnings
+
+    from gencli.files import load_foreign_state
+
+    torch.save({"w": torch.ones(2)}, tmp_path / "old.pth", pickle_protocol=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = load_foreign_state(tmp_path / "old.pth")
+    assert torch.equal(state["w"], torch.ones(2))
+    assert not [w for w in caught if "pickle protocol" in str(w.message)], [str(w.message) for w in caught]
+    with warnings.catch_warnings(record=True) as caught:  # the warning silenced is torch's own
+        warnings.simplefilter("always")
+        torch.load(tmp_path / "old.pth", weights_only=True)
+    assert [w for w in caught if "pickle protocol" in str(w.message)]

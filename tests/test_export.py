@@ -133,3 +133,4 @@ def test_default_output_name(tmp_path, monkeypatch):
     result = export(ckpt, "--direction", "b2a")
     assert result["output"] == "cg_b2a.onnx" and (tmp_path / "cg_b2a.onnx").is_file()
     assert np.isfinite(result["max_abs_diff"])
+

@@ -112,6 +112,12 @@ def download_dataset(name: str, *, data_dir: str | Path | None = None, base_url:
                                      progress=progress)
 
 
+def downloaded_dataset(name: str, *, data_dir: str | Path | None = None) -> Path | None:
+    """The folder of data set `name` in the data directory when it is already there (None otherwise)."""
+    folder = data_root(data_dir) / check_name(name, "data set name")
+    return folder if folder.exists() else None
+
+
 def download_weights(name: str, *, as_name: str | None = None, direction: str | None = None,
                      base_url: str | None = None, overwrite: bool = False,
                      progress: download.ByteProgress | None = None) -> tuple[Path, str, str]:

@@ -10,7 +10,7 @@ import torch
 from gencli.api.common import check_numbers
 from gencli.checkpoint import load_model, save_model
 from gencli.errors import GencliError, OptionError
-from gencli.files import check_writable
+from gencli.files import check_writable, require_packages
 from gencli.models.cyclegan import check_direction
 from gencli.runs import open_model, path_argument
 from gencli.weights.export import export_network
@@ -29,6 +29,8 @@ def export(model: str | Path, *, format: str = "onnx", out: str | Path | None = 
     if format not in EXPORT_FORMATS:
         raise OptionError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     check_direction(direction)
+    if format == "onnx":
+        require_packages(("onnx",), "export", "--format onnx")  # torch.onnx writes the file with it
     given = path_argument(model)
     net, meta = open_model("export", None, given, "cpu", name=None if given else str(model), hint=HINT)
     family = meta["family"]

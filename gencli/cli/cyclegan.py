@@ -130,9 +130,16 @@ def download(
     force: Annotated[bool, typer.Option(help="Replace the data set if it is already there.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Download, verify and unpack an official CycleGAN data set into the data directory."""
+    """Download, verify and unpack an official CycleGAN data set into the data directory (a data set
+    already there is kept: --force downloads it again)."""
     from gencli import api
 
+    present = None if force else api.downloaded_dataset(name, data_dir=data_dir)
+    if present is not None:
+        finish(as_json, f"{name} is already in {present} (--force downloads it again); train with: "
+                        f"gencli train cyclegan --data {present}",
+               folder=str(present), downloaded=False, next=f"gencli train cyclegan --data {present}")
+        return
     update, stop = download_bar(f"{name}.zip")
     try:
         folder = api.download_dataset(name, data_dir=data_dir, base_url=base_url, md5=md5, force=force,
@@ -140,7 +147,7 @@ def download(
     finally:
         stop()
     finish(as_json, f"{name} unpacked into {folder}; train with: gencli train cyclegan --data {folder}",
-           folder=str(folder), next=f"gencli train cyclegan --data {folder}")
+           folder=str(folder), downloaded=True, next=f"gencli train cyclegan --data {folder}")
 
 
 @app.command("download-weights", epilog=examples(

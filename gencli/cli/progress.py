@@ -173,7 +173,7 @@ def training_result(family: str, model: Path, progress: TrainingProgress) -> tup
     metrics = json.loads(lines[-1]) if lines else {}
     seconds = getattr(progress, "seconds", 0.0)
     nxt = NEXT[family].format(run=run)
-    listed = ", ".join(top) + (f", samples/ ({len(samples)} grids)" if samples else "")
+    listed = ", ".join(top) + (f", samples/ ({len(samples)} grid{'' if len(samples) == 1 else 's'})" if samples else "")
     text = f"Model written to {model}\nDone in {clock(seconds)}; {run}/ holds {listed}\nNext: {nxt}"
     return text, {"model": str(model), "run_dir": str(run), "seconds": round(seconds, 1), "files": files,
                   "metrics": metrics, "next": nxt}

@@ -155,7 +155,7 @@ def stylegan_checkpoint(model: str | None, checkpoint: Path | None) -> Path | No
 
 @import_app.command("stylegan", epilog=examples(
     "gencli import-weights stylegan ffhq-256.model --resolution 256 -o ffhq.safetensors",
-    "gencli sample -c ffhq256.safetensors --seeds 0-15"))
+    "gencli sample stylegan -c ffhq.safetensors --seeds 0-15"))
 @fails_cleanly
 def import_stylegan(
     file: Annotated[Path, typer.Argument(help="A rosinality/style-based-gan-pytorch checkpoint (.model/.pt).")],

@@ -109,11 +109,12 @@ def sample(
     path = api.sample(family, checkpoint=checkpoint, seeds=seed_list, label=label, nrow=nrow, out=out,
                       device=device.value, truncation=truncation, outdir=outdir, scale=scale, annotate=annotate)
     names, legend = api.class_names(family, checkpoint), ""
+    digits = names == [str(k) for k in range(len(names))]  # digits need no legend
     if names and label is not None:
-        legend = f" (class {label}: {names[label]})"
+        legend = f" (class {label})" if digits else f" (class {label}: {names[label]})"
     elif names:
         legend = f"; row r shows class r % {len(names)}"
-        if names != [str(k) for k in range(len(names))]:  # digits need no legend
+        if not digits:
             legend += ": " + ", ".join(f"{k} {name}" for k, name in enumerate(names))
     finish(as_json, f"Samples written to {path}{legend}" + (f"; one PNG per seed in {outdir}" if outdir else ""),
            output=str(path), seeds=seed_list, outdir=str(outdir) if outdir else None, classes=names or None)
