@@ -70,6 +70,7 @@ def test_provenance_line_for_bundled_run_folder_imported_and_path(tmp_path, monk
                  "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "Note: runs/vae will shadow the bundled vae" in result.output
+    assert "`gencli sample bundled:vae` still uses the bundled one" in result.output
     result = run("sample", "vae", "--seeds", "0-1", "-o", "b.png")
     line = model_lines(result.output)[0]
     assert line.startswith("Model: vae, epoch 1, run folder runs/vae") and "shadows the bundled vae" in line
@@ -354,3 +355,80 @@ def test_published_weights_of_an_older_pickle_protocol_load_without_a_warning(tm
         warnings.simplefilter("always")
         torch.load(tmp_path / "old.pth", weights_only=True)
     assert [w for w in caught if "pickle protocol" in str(w.message)]
+
+
+# --- models named by where they come from ---------------------------------------------------------------
+
+def test_model_ids_pick_exactly_one_model_and_the_shadow_line_names_the_command(tmp_path, monkeypatch, vae_ckpt):
+    import re
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENCLI_MODELS_DIR", str(tmp_path / "models"))
+    (tmp_path / "runs" / "vae").mkdir(parents=True)
+    shutil.copy(vae_ckpt, tmp_path / "runs" / "vae" / "model.safetensors")
+    (tmp_path / "models").mkdir()
+    shutil.copy(vae_ckpt, tmp_path / "models" / "vae.safetensors")
+
+    result = run("sample", "vae", "--seeds", "0", "-o", "a.png")
+    line = model_lines(result.output)[0]
+    assert "run folder runs/vae" in line and "shadows the imported vae" in line
+    command = re.search(r"`(gencli sample imported:vae \.\.\.)` uses that one", line).group(1)
+    again = run(*shlex.split(command)[1:-1], "--seeds", "0", "-o", "b.png")  # the command the line names
+    assert again.exit_code == 0 and model_lines(again.output) == [
+        f"Model: vae, epoch 2, imported vae ({tmp_path / 'models' / 'vae.safetensors'})"], again.output
+    bundled = run("sample", "bundled:vae", "--seeds", "0", "-o", "c.png", "--json")
+    assert json.loads(bundled.stdout)["models"][0]["id"] == "bundled:vae"
+    assert model_lines(run("sample", "run:vae", "--seeds", "0", "-o", "d.png").output)[0].startswith(
+        "Model: vae, epoch 2, run folder runs/vae")  # chosen by id: nothing said of what it hides
+    assert json.loads(run("info", "bundled:vae", "--json").stdout)["epoch"] == 50
+    assert json.loads(run("info", "-c", "runs/vae", "--json").stdout)["origin"] == "run"
+    assert run("latent-grid", "bundled:cvae", "--label", 3, "--steps", 2, "-o", "g.png").exit_code == 0
+
+    listing = run("models")
+    assert listing.exit_code == 0, listing.output
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()}
+    assert list(rows)[:2] == ["run:vae", "imported:vae"] and "bundled:monet2photo" in rows
+    assert "the name vae picks run:vae" in rows["imported:vae"] and "picks" not in rows["run:vae"]
+    assert "bundled:mnist_classifier" not in rows  # a judge of samples, not a model to use
+    listed = json.loads(run("models", "--json").stdout)["models"]
+    assert [m["named_by_name"] for m in listed if m["name"] == "vae"] == [True, False, False]
+
+    one_line_error(run("sample", "bundled:nope", "-o", "x.png"), "no model with id bundled:nope", "gencli models")
+    one_line_error(run("sample", "nope", "-o", "x.png"), "no model named 'nope'", "`gencli models` lists")
+
+
+def test_the_ids_that_serve_lists_work_on_the_command_line(tmp_path, monkeypatch, vae_ckpt):
+    pytest.importorskip("fastapi")
+    from gencli.catalog import locate_model
+    from gencli.serve.models import ModelStore
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENCLI_MODELS_DIR", str(tmp_path / "models"))
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    shutil.copy(vae_ckpt, tmp_path / "runs" / "mine" / "model.safetensors")
+    entries = ModelStore("runs").scan()
+    assert {"run:mine", "bundled:vae", "bundled:monet2photo"} <= {e.id for e in entries}
+    for entry in entries:
+        assert locate_model(entry.id).path.resolve() == entry.path.resolve(), entry.id
+
+
+def test_translate_export_and_info_take_a_checkpoint_option(tmp_path, vae_ckpt):
+    from gencli.runs import bundled_checkpoint
+
+    Image.new("RGB", (32, 32), (200, 100, 50)).save(tmp_path / "in.png")
+    Image.new("RGB", (32, 32), (20, 100, 50)).save(tmp_path / "in2.png")
+    result = run("translate", "-c", bundled_checkpoint("monet2photo"), tmp_path / "in.png", tmp_path / "in2.png",
+                 "--outdir", tmp_path / "out", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    outputs = [Path(p) for p in json.loads(result.stdout)["outputs"]]
+    assert sorted(p.name for p in outputs) == ["in.png", "in2.png"] and {p.parent.name for p in outputs} == {"out"}
+    result = run("translate", "bundled:monet2photo", tmp_path / "in.png", "-o", tmp_path / "b.png", "--device", "cpu")
+    assert result.exit_code == 0 and (tmp_path / "b.png").is_file(), result.output
+    one_line_error(run("translate", "monet2photo"), "name the images to translate")
+    one_line_error(run("translate"), "name a model", "-c PATH")
+    result = run("export", "-c", vae_ckpt.parent, "--format", "torchscript", "-o", tmp_path / "v.pt", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["family"] == "vae", result.output
+    one_line_error(run("export", "vae", "-c", vae_ckpt), "give one")
+    one_line_error(run("info", "-c", tmp_path / "missing"), "checkpoint not found")
+    one_line_error(run("info"), "name a model", "gencli models")

@@ -13,7 +13,8 @@ from gencli.errors import GencliError, OptionError
 from gencli.files import check_name
 from gencli.inference import cyclegan as inference
 from gencli.models.cyclegan import UPSAMPLES, check_direction
-from gencli.runs import find_checkpoint, open_model, path_argument
+from gencli.catalog import locate_checkpoint, locate_model
+from gencli.runs import open_model
 from gencli.training import cyclegan as training
 from gencli.training.loop import TrainingHooks
 from gencli.weights import cyclegan as weights
@@ -60,12 +61,13 @@ def train_cyclegan(data: str | Path, *, data_dir: str | Path | None = None, out:
                           progress=progress, on_skip=on_skip, annotate=annotate)
 
 
-def translate(model: str | Path, inputs: list[Path], *, out: Path | None = None, direction: str = "a2b",
-              size: int | None = None, device: str = "cpu", precision: str = "auto", tile: int = 512,
-              on_skip: OnSkip | None = None) -> list[Path]:
+def translate(model: str | Path | None, inputs: list[Path], *, checkpoint: str | Path | None = None,
+              out: Path | None = None, direction: str = "a2b", size: int | None = None, device: str = "cpu",
+              precision: str = "auto", tile: int = 512, on_skip: OnSkip | None = None) -> list[Path]:
     """Translate image files and folders with the cyclegan `model` (a name: runs/NAME, an imported or a
-    bundled model; or a checkpoint path); returns the written paths. precision: auto (bf16 autocast on
-    CUDA or a CPU with native bf16, else fp32), fp32, bf16, or fp16 (CUDA)."""
+    bundled model; an id such as bundled:monet2photo; or a checkpoint path), or the one at `checkpoint`
+    (a file or run folder); returns the written paths. precision: auto (bf16 autocast on CUDA or a CPU
+    with native bf16, else fp32), fp32, bf16, or fp16 (CUDA)."""
     check_numbers(locals())
     check_direction(direction)
     if precision not in distributed.PRECISIONS:
@@ -78,14 +80,15 @@ def translate(model: str | Path, inputs: list[Path], *, out: Path | None = None,
     precision = distributed.resolve_precision(precision, dev)[0]
     if precision == "fp16" and dev.type == "cpu":
         raise GencliError("fp16 needs a CUDA GPU; on the CPU use --precision bf16")
+    if (model is None) == (checkpoint is None):
+        raise OptionError("name a model or give a checkpoint, one of them")
     hint = (f"train it (gencli train cyclegan --data {model}), or fetch official weights "
             "(gencli download-weights NAME)")
-    given = path_argument(model)
-    path = find_checkpoint(str(model), given, hint=hint)
-    if path.suffix in (".pth", ".pt"):
-        raise GencliError(f"{path} is a PyTorch file; convert it first: "
-                          f"gencli import-weights cyclegan {path} --name NAME")
-    net, _ = open_model("translate", None, given, dev, name=str(model), hint=hint)
+    source = locate_checkpoint(None, checkpoint) if checkpoint is not None else locate_model(model, hint=hint)
+    if source.path.suffix in (".pth", ".pt"):
+        raise GencliError(f"{source.path} is a PyTorch file; convert it first: "
+                          f"gencli import-weights cyclegan {source.path} --name NAME")
+    net, _ = open_model("translate", None, source, dev)
     if direction not in net.config.directions:
         raise GencliError(f"this model only translates {net.config.directions[0]}; it holds no {direction} "
                           "generator (import the other direction's weights under the same --name)")

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
-from gencli.cli.shared import (DataDirOpt, DeviceName, Direction, DeviceOpt, JsonOpt, LogEveryOpt, TrainPrecision, TrainPrecisionOpt,
+from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, Direction, DeviceOpt, JsonOpt, LogEveryOpt, TrainPrecision, TrainPrecisionOpt,
                                app, download_bar,
                                examples, fails_cleanly, finish, import_app, train_app, warn_skipped)
 from gencli.errors import OptionError
@@ -92,11 +92,12 @@ def train_cyclegan(
 @app.command(epilog=examples(
     "gencli translate monet2photo painting.jpg -o photo.png   # Monet to photo",
     "gencli translate monet2photo holiday/ --direction b2a --outdir paintings/",
-    "gencli translate runs/h2z horse.jpg --json"))
+    "gencli translate bundled:monet2photo painting.jpg        # the bundled one, whatever runs/ holds",
+    "gencli translate -c runs/h2z horse.jpg --json"))
 @fails_cleanly
 def translate(
-    model: Annotated[str, typer.Argument(help="Model name (runs/NAME, an imported or a bundled model), a run folder or a checkpoint file.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    model: Annotated[Optional[str], typer.Argument(metavar="[MODEL]", show_default=False, help="Model name (runs/NAME, an imported or a bundled model), a model id (bundled:monet2photo, run:NAME, imported:NAME; `gencli models` lists them), a run folder or a checkpoint file; left out with -c.")] = None,
+    inputs: Annotated[Optional[list[Path]], typer.Argument(metavar="IMAGES...", show_default=False, help="Image files and/or folders of images.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file for one image (a folder for several, as --outdir; default: ./STEM_DIRECTION.png).")] = None,
     outdir: Annotated[Optional[Path], typer.Option("--outdir", help="Folder for the translations (default for folders: ./FOLDER_DIRECTION/).")] = None,
     direction: Annotated[Direction, typer.Option(help="a2b (AtoB; e.g. monet2photo: painting to photo) or b2a (BtoA).")] = Direction.a2b,
@@ -105,13 +106,22 @@ def translate(
     precision: Annotated[Precision, typer.Option(help="auto (bf16 on CUDA or a CPU with native bf16, else fp32), fp32, or bf16 (CPU or CUDA) / fp16 (CUDA) autocast.")] = Precision.auto,
     device: DeviceOpt = DeviceName.auto,
     as_json: JsonOpt = False,
+    checkpoint: CheckpointOpt = None,
 ) -> None:
     """Translate images of any size with a CycleGAN generator; the output keeps the input's size."""
     from gencli import api
 
+    inputs = list(inputs or [])
+    if checkpoint is not None and model is not None:
+        inputs.insert(0, Path(model))  # with -c, every positional argument is an image
+    elif model is None:
+        raise OptionError("name a model (e.g. `gencli translate monet2photo IMAGE`) or pass -c PATH")
+    if not inputs:
+        raise OptionError("name the images to translate, e.g. `gencli translate monet2photo painting.jpg`")
     if output is not None and outdir is not None:
         raise OptionError("give -o/--output or --outdir, not both")
-    paths = api.translate(model, inputs, out=output or outdir, direction=direction.value, size=size,
+    paths = api.translate(model if checkpoint is None else None, inputs, checkpoint=checkpoint,
+                          out=output or outdir, direction=direction.value, size=size,
                           device=device.value, precision=precision.value, tile=tile, on_skip=warn_skipped)
     where = paths[0] if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} images)"
     finish(as_json, f"Translated ({direction.value}) image{'s' if len(paths) > 1 else ''} written to {where}",

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
-from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, ModelArg,
+from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, StyleganModelArg,
                                OutputOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app, examples, fails_cleanly,
                                finish, import_app, model_choice,
                                train_app, warn_skipped)
@@ -90,7 +90,7 @@ def train_stylegan(
     "gencli style-mix runs/photos --trunc 0.5 -o mix.png --json"))
 @fails_cleanly
 def style_mix(
-    model: ModelArg = None,
+    model: StyleganModelArg = None,
     rows: Annotated[str, typer.Option(help="Seeds of the rows: their coarse styles (layers below --cutoff).")] = "0-3",
     cols: Annotated[str, typer.Option(help="Seeds of the columns: their fine styles.")] = "4-7",
     cutoff: Annotated[int, typer.Option(help="Style layers taken from the row seed (4 = the 4 and 8 px layers).")] = 4,
@@ -120,7 +120,7 @@ def style_mix(
     "gencli interpolate runs/photos --seeds 0-3 -o walk.png --json"))
 @fails_cleanly
 def interpolate(
-    model: ModelArg = None,
+    model: StyleganModelArg = None,
     seeds: Annotated[str, typer.Option(help="Two or more seeds; one strip per consecutive pair, e.g. 0,1 or 0-3.")] = "0,1",
     steps: Annotated[int, typer.Option(help="Images per strip, ends included.")] = 8,
     truncation: TruncationOpt = 0.7,

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
-from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LabelOpt, LogEveryOpt,
-                               ModelArg, ModelOpt, OutputOpt, RunDirOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app,
+from gencli.cli.shared import (CheckpointOpt, CvaeLabelOpt, DataDirOpt, DeviceName, DeviceOpt, EvaluateModelArg, JsonOpt,
+                               LabelOpt, LogEveryOpt, ModelArg, ModelOpt, VaeModelArg, OutputOpt, RunDirOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app,
                                examples, fails_cleanly, finish,
                                model_choice, model_name, train_app)
 from gencli.errors import OptionError
@@ -126,8 +126,8 @@ def sample(
     "gencli latent-grid -c runs/vae16 --dims 0,1 --range=-3,3"))
 @fails_cleanly
 def latent_grid(
-    model: ModelArg = None,
-    label: LabelOpt = None,
+    model: VaeModelArg = None,
+    label: CvaeLabelOpt = None,
     steps: Annotated[int, typer.Option(help="Grid size: steps x steps images.")] = 8,
     range_: Annotated[str, typer.Option("--range", help="prior: the standard normal's quantiles at (i + 0.5)/steps (Kingma & Welling, Fig. 4); minmax: the test set's range of latent means; or LO,HI (evenly spaced).", metavar="prior|minmax|LO,HI")] = "prior",
     dims: Annotated[Optional[str], typer.Option(help="The two latent dimensions to span, I,J (needed beyond 2-D).")] = None,
@@ -160,7 +160,7 @@ def latent_grid(
     "gencli reconstruct -c runs/vae --json"))
 @fails_cleanly
 def reconstruct(
-    model: ModelArg = None,
+    model: VaeModelArg = None,
     n: Annotated[int, typer.Option("-n", help="Number of test images.")] = 50,
     nrow: Annotated[int, typer.Option(help="Images per row; each row of inputs is followed by its reconstructions.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed that picks the test images.")] = 0,
@@ -189,7 +189,7 @@ def reconstruct(
     "gencli evaluate stylegan --samples 2000"))
 @fails_cleanly
 def evaluate(
-    model: ModelArg = None,
+    model: EvaluateModelArg = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: the scores and the model used.")] = False,
     data: Annotated[Optional[str], typer.Option(help="stylegan/cyclegan: the data set to compare with (default: the model's own).")] = None,
     data_dir: DataDirOpt = None,
