@@ -71,7 +71,8 @@ def style_mix(*, checkpoint=None, rows: list[int], cols: list[int], cutoff: int 
               noise_seed: int = 0, label: int | None = None, out, device: str = "cpu", scale: int = 1,
               annotate: bool = False) -> Path:
     """Write the style-mixing grid (in the format the extension of `out` names; a conditional model's of
-    class `label`, default 0); returns its path.
+    class `label`, or without one seed s as class s % classes, so the grid shows the classes); returns
+    its path.
     `scale`: upsample (nearest); `annotate`: the seeds as row and column headers."""
     check_numbers(locals())
     out = check_image_path(Path(out))
@@ -90,7 +91,7 @@ def interpolate(*, checkpoint=None, seeds: list[int], steps: int = 8, truncation
                 noise_seed: int = 0, label: int | None = None, out, device: str = "cpu", scale: int = 1,
                 annotate: bool = False) -> Path:
     """Write interpolation strips (one row per pair of consecutive seeds; a conditional model's of class
-    `label`, default 0) as an image, or, when `out` names
+    `label`, or without one seed s as class s % classes, from class to class) as an image, or, when `out` names
     an animated format (.gif, .webp), the frames along the whole path as an animation; returns its path.
     `scale`: upsample (nearest); `annotate`: each strip's seeds (an animation: each frame's seeds and t)."""
     check_numbers(locals())

@@ -69,13 +69,26 @@ def seed_span(seeds: list[int]) -> str:
     return ",".join(map(str, seeds))
 
 
+def grid_row_length(n: int, nrow: int | None, classes: int, label: int | None) -> int:
+    """Images per row of a sample grid: `nrow` when given, else 8; but a conditional model drawing a
+    class per row (no `label`) gets shorter rows when 8 a row would leave classes out: n // classes."""
+    if nrow is not None:
+        return nrow
+    if classes and label is None and -(-n // 8) < classes:
+        return max(1, n // classes)
+    return 8
+
+
 def sample(family: str | None = None, *, checkpoint: str | Path | None = None, seeds: list[int] | None = None,
-           label: int | None = None, nrow: int = 8, out: str | Path, device: str = "cpu",
+           label: int | None = None, nrow: int | None = None, out: str | Path, device: str = "cpu",
            truncation: float | None = None, outdir: str | Path | None = None, scale: int = 1,
            annotate: bool = False) -> Path:
     """Prior samples, one image per seed, as one grid (in the format the extension of `out` names). A cvae,
-    or a conditional stylegan, without `label` draws one class per row (0-9 in turn; by default ten rows). A stylegan uses the
+    or a conditional stylegan, without `label` draws one class per row (row r: class r % classes; by
+    default ten rows of 8, and with fewer seeds than that, rows short enough that every class gets one;
+    see `grid_row_length`). A stylegan uses the
     truncation trick (default 0.7; 1 turns it off) and draws each image's z and noise from its own seed.
+    `nrow`: images per row (default 8).
 
     `outdir`: also one PNG per seed there (seed0042.png). `scale`: upsample the images (nearest).
     `annotate`: head each row with its label (cvae) or its seeds."""
@@ -83,7 +96,8 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
     out = check_image_path(Path(out))
     if outdir is not None:
         check_folder(outdir)
-    check_positive(nrow=nrow)
+    if nrow is not None:
+        check_positive(nrow=nrow)
     check_truncation(truncation)
     check_scale(scale)
     model, meta = _open("sample", family, checkpoint, device)
@@ -92,9 +106,10 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
         if label is not None and not classes:
             raise OptionError("--label needs a conditional model (a cvae, or a stylegan trained with --cond)")
         if seeds is None:
-            seeds = list(range(nrow * classes if classes and label is None else 64))
+            seeds = list(range((nrow or 8) * classes if classes and label is None else 64))
         if not seeds:
             raise OptionError("no seeds to sample")
+        nrow = grid_row_length(len(seeds), nrow, classes, label)
         labels = (stylegan_inference.class_rows(len(seeds), nrow, classes) if label is None
                   else torch.full((len(seeds),), label))
         images = stylegan_inference.generate(model, seeds, 0.7 if truncation is None else truncation, labels=labels)
@@ -104,9 +119,10 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
         _check_label(model, label)
         classes = model.config.num_classes
         if seeds is None:
-            seeds = list(range(nrow * classes if classes and label is None else 64))
+            seeds = list(range((nrow or 8) * classes if classes and label is None else 64))
         if not seeds:
             raise OptionError("no seeds to sample")
+        nrow = grid_row_length(len(seeds), nrow, classes, label)
         labels = inference.sample_labels(model, len(seeds), label, nrow)
         images = inference.prior_samples(model, seeds, labels)
     if outdir is not None:

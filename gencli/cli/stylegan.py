@@ -24,7 +24,7 @@ class Style(str, Enum):
 
 TruncationOpt = Annotated[float, typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it.")]
 NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise, the same for every image.")]
-ClassOpt = Annotated[Optional[int], typer.Option("--label", help="Class to draw, for a model trained with --cond (default 0).")]
+ClassOpt = Annotated[Optional[int], typer.Option("--label", help="Class to draw, for a model trained with --cond (default: seed s draws class s % classes, so the classes show).")]
 
 
 @train_app.command("stylegan", epilog=examples(

@@ -79,7 +79,7 @@ def train_vae(
 def sample(
     model: ModelArg = None,
     n: Annotated[Optional[int], typer.Option("-n", help="Number of images (default 64; cvae: 10 rows).")] = None,
-    nrow: Annotated[int, typer.Option(help="Images per row.")] = 8,
+    nrow: Annotated[Optional[int], typer.Option(help="Images per row (default 8; a conditional model without --label: fewer when 8 a row would leave a class out).")] = None,
     seed: Annotated[int, typer.Option(help="First seed; image i uses seed+i.")] = 0,
     seeds: Annotated[Optional[str], typer.Option(help="Explicit seeds, e.g. 0-63 or 1,5,9 (overrides -n/--seed).")] = None,
     label: LabelOpt = None,

@@ -1,7 +1,8 @@
 """Using a trained StyleGAN: samples with the truncation trick, the style-mixing grid and interpolation
 in w space (Karras et al. 2019, Sec. 3 and Fig. 3). Tensors in and out, images in [0, 1]; every image
 draws its z and noise from its own seed, so it does not depend on the batch. A conditional model draws
-the class it is given (`labels`; default class 0)."""
+the class it is given (`labels`; `generate`'s default is class 0, and style mixing and interpolation draw
+each seed as its own class without one)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,16 @@ def synthesize(G: Generator, ws: torch.Tensor, noise: list[torch.Tensor], batch_
         chunk = [n[i : i + batch_size].to(dev) for n in noise]
         out.append(to_unit(G.synthesis(ws[i : i + batch_size].to(dev), chunk)).cpu())
     return torch.cat(out)
+
+
+def seed_classes(G: Generator, seeds: list[int], label: int | None) -> torch.Tensor | int | None:
+    """What `style_mix` and `interpolate` draw each seed as: class `label` when given; else a conditional G
+    draws seed s as class s % classes, so that its pictures show the classes (and a seed is always the
+    same image); None for an unconditional G."""
+    classes = G.config.num_classes
+    if label is not None or not classes:
+        return label
+    return torch.tensor(seeds) % classes
 
 
 def class_rows(n: int, nrow: int, num_classes: int) -> torch.Tensor | None:
@@ -81,12 +92,13 @@ def style_mix(G: Generator, row_seeds: list[int], col_seeds: list[int], cutoff: 
               noise_seed: int = 0, label: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The paper's Fig. 3: cell (i, j) takes the styles of layers < `cutoff` (the coarse ones) from row
     seed i and the rest from column seed j; the noise is the same everywhere. Returns (row images (R, ...),
-    column images (C, ...), cells (R, C, ...)). cutoff 0 gives the column image, num_ws the row image."""
+    column images (C, ...), cells (R, C, ...)). cutoff 0 gives the column image, num_ws the row image.
+    A conditional G draws class `label`, or without it each seed as its class (see `seed_classes`)."""
     if not 0 <= cutoff <= G.num_ws:
         raise GencliError(f"--cutoff must be between 0 and {G.num_ws} (this model's style layers), got {cutoff}")
     G.eval()
-    rows, noise = seed_ws(G, row_seeds, truncation, noise_seed, label)
-    cols, _ = seed_ws(G, col_seeds, truncation, noise_seed, label)
+    rows, noise = seed_ws(G, row_seeds, truncation, noise_seed, seed_classes(G, row_seeds, label))
+    cols, _ = seed_ws(G, col_seeds, truncation, noise_seed, seed_classes(G, col_seeds, label))
     r, c = len(row_seeds), len(col_seeds)
     mixed = cols.unsqueeze(0).repeat(r, 1, 1, 1)  # (R, C, num_ws, w_dim)
     mixed[:, :, :cutoff] = rows[:, None, :cutoff]
@@ -109,13 +121,15 @@ def style_mix_grid(rows: torch.Tensor, cols: torch.Tensor, cells: torch.Tensor) 
 def interpolate(G: Generator, seeds: list[int], steps: int = 8, truncation: float = 1.0,
                 noise_seed: int = 0, label: int | None = None) -> torch.Tensor:
     """Strips between consecutive seeds, linear in w: (len(seeds) - 1) * steps images, each strip starting
-    at one seed's image and ending at the next's; the noise is the same for every image."""
+    at one seed's image and ending at the next's; the noise is the same for every image. A conditional G
+    draws class `label`, or without it each seed as its class (see `seed_classes`): a strip from seed 0
+    to seed 1 turns a 0 into a 1."""
     if len(seeds) < 2:
         raise GencliError("interpolate needs at least two seeds, e.g. --seeds 0,1")
     if steps < 2:
         raise GencliError(f"--steps must be at least 2, got {steps}")
     G.eval()
-    ws, noise = seed_ws(G, seeds, truncation, noise_seed, label)
+    ws, noise = seed_ws(G, seeds, truncation, noise_seed, seed_classes(G, seeds, label))
     t = torch.linspace(0, 1, steps)[:, None, None]
     path = torch.cat([ws[k].lerp(ws[k + 1], t) for k in range(len(seeds) - 1)])  # lerp broadcasts over t
     return synthesize(G, path, [n[:1].expand(len(path), -1, -1, -1) for n in noise])

@@ -282,7 +282,7 @@ class ModelStore:
     @staticmethod
     def _class(G, label: int | None) -> tuple[int | None, str, str]:
         """(label, option, file-name part) for a stylegan request: a conditional model draws class `label`
-        (default 0, as the CLI), an unconditional one refuses a label."""
+        (default 0; the command shown names it), an unconditional one refuses a label."""
         classes = G.config.num_classes
         if not classes:
             if label is not None:
