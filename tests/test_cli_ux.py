@@ -432,3 +432,52 @@ def test_translate_export_and_info_take_a_checkpoint_option(tmp_path, vae_ckpt):
     one_line_error(run("export", "vae", "-c", vae_ckpt), "give one")
     one_line_error(run("info", "-c", tmp_path / "missing"), "checkpoint not found")
     one_line_error(run("info"), "name a model", "gencli models")
+
+
+# --- output files -------------------------------------------------------------------------------------------
+
+def test_default_output_names_carry_what_varies(tmp_path, monkeypatch, vae_ckpt, cvae_ckpt):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "cvae").mkdir(parents=True)
+    shutil.copy(cvae_ckpt, tmp_path / "runs" / "cvae" / "model.safetensors")
+    written = {}
+    for args in (["sample", "cvae", "--seeds", "0-1"], ["sample", "cvae", "--seeds", "0-1", "--label", 3],
+                 ["latent-grid", "-c", vae_ckpt, "--steps", 2], ["latent-grid", "-c", vae_ckpt, "--steps", 2, "--range", "minmax"],
+                 ["latent-grid", "-c", vae_ckpt, "--steps", 2, "--range=-3,3", "--annotate", "--scale", 2],
+                 ["latent-grid", "--label", 8, "--steps", 2],
+                 ["style-mix", "--rows", 0, "--cols", 1, "--label", 4], ["interpolate", "--seeds", "0,1", "--steps", 2, "--annotate"],
+                 ["sample", "bundled:vae", "--seeds", 0]):
+        result = run(*args, "--device", "cpu", "--json")
+        assert result.exit_code == 0, (args, result.output)
+        written[" ".join(map(str, args))] = json.loads(result.stdout)["output"]
+    names = list(written.values())
+    assert names == ["cvae_samples.png", "cvae_samples_label3.png", f"{vae_ckpt.parent.name}_latent_grid_steps2.png",
+                     f"{vae_ckpt.parent.name}_latent_grid_minmax_steps2.png",
+                     f"{vae_ckpt.parent.name}_latent_grid_range-3_3_steps2_annotated_x2.png",
+                     "cvae_latent_grid_label8_steps2.png", "stylegan_style_mix_label4.png",
+                     "stylegan_interpolation_annotated.png", "vae_samples.png"], names
+    assert all((tmp_path / name).is_file() for name in names)  # none replaced another
+    again = run("sample", "cvae", "--seeds", "0-1", "--label", 3, "--device", "cpu")
+    assert "Samples written to cvae_samples_label3.png (replacing the file that was there)" in again.stdout
+    explicit = run("sample", "cvae", "--seeds", "0", "-o", "cvae_samples.png", "--device", "cpu")
+    assert "(replacing the file that was there)" in explicit.stdout  # -o replaces, and says so
+    from typer.testing import CliRunner
+
+    from gencli.cli import app
+
+    assert "(an existing one is replaced)" in CliRunner().invoke(app, ["sample", "--help"], env={"COLUMNS": "400"}).output
+
+
+def test_reconstruct_annotate_and_the_label_of_an_annotated_cvae_grid(tmp_path, vae_ckpt, cvae_ckpt, data_dir):
+    sizes = {}
+    for name, extra in (("plain", []), ("annotated", ["--annotate"])):
+        result = run("reconstruct", "-c", cvae_ckpt, "-n", 6, "--nrow", 3, "--data-dir", data_dir,
+                     "-o", tmp_path / f"{name}.png", *extra)
+        assert result.exit_code == 0, result.output
+        sizes[name] = Image.open(tmp_path / f"{name}.png").size
+    assert sizes["annotated"][1] == sizes["plain"][1] and sizes["annotated"][0] > sizes["plain"][0] + 40  # "reconstruction"
+    grid = {}
+    for name, args in (("vae", ["-c", vae_ckpt]), ("cvae", ["-c", cvae_ckpt, "--label", 3])):
+        assert run("latent-grid", *args, "--steps", 2, "--annotate", "-o", tmp_path / f"{name}.png").exit_code == 0
+        grid[name] = Image.open(tmp_path / f"{name}.png").size
+    assert grid["cvae"][1] == grid["vae"][1] and grid["cvae"][0] > grid["vae"][0]  # "label 3: " in the corner

@@ -164,7 +164,7 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
 
     value_range: "prior" (default; Kingma & Welling's Fig. 4: evenly spaced quantiles of the standard
     normal prior), "minmax" (the range of the test set's latent means, stored in the checkpoint) or (LO, HI).
-    annotate: the z values along the axes. animate: an animation (.gif or .webp) that walks the grid's
+    annotate: the z values along the axes (and a cvae's label in the corner). animate: an animation (.gif or .webp) that walks the grid's
     cells row by row, alternating direction, each frame captioned with its z when `annotate`.
     """
     check_numbers(locals())
@@ -204,14 +204,15 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
         captions = None
         if annotate:
             z = inference.grid_codes(xs, ys, dims, latent)
-            captions = [f"z{dims[0]} {z[i, dims[0]]:.2f}, z{dims[1]} {z[i, dims[1]]:.2f}" for i in order]
+            head = "" if label is None else f"label {label}: "
+            captions = [f"{head}z{dims[0]} {z[i, dims[0]]:.2f}, z{dims[1]} {z[i, dims[1]]:.2f}" for i in order]
         return save_animation(images[order], out, scale=scale, captions=captions)
     cols = rows = None
     if annotate:
         cols = [f"{x:.2f}" for x in xs.tolist()]
         rows = [f"{y:.2f}" for y in ys.flip(0).tolist()]
     return save_grid(images, out, nrow=steps, scale=scale, col_labels=cols, row_labels=rows,
-                     corner=f"z{dims[1]} \\ z{dims[0]}" if annotate else "")
+                     corner=(("" if label is None else f"label {label}: ") + f"z{dims[1]} \\ z{dims[0]}") if annotate else "")
 
 
 def _test_set(meta: dict, data_dir):
@@ -219,10 +220,11 @@ def _test_set(meta: dict, data_dir):
 
 
 def reconstruct(family: str | None = None, *, checkpoint: str | Path | None = None, n: int = 50, nrow: int = 10,
-                seed: int = 0, data_dir: str | Path | None = None, out: str | Path, device: str = "cpu"
-                ) -> tuple[Path, float]:
+                seed: int = 0, data_dir: str | Path | None = None, out: str | Path, device: str = "cpu",
+                annotate: bool = False) -> tuple[Path, float]:
     """Random test images, each row of inputs followed by a row of their reconstructions (decoded from
-    the latent mean; a cvae is given the true label). Returns the PNG path and the images' mean loss."""
+    the latent mean; a cvae is given the true label); `annotate` labels the rows "input" and
+    "reconstruction". Returns the PNG path and the images' mean loss."""
     check_numbers(locals())
     out = check_image_path(Path(out))
     model, meta = _open("reconstruct", family, checkpoint, device)
@@ -234,7 +236,8 @@ def reconstruct(family: str | None = None, *, checkpoint: str | Path | None = No
     images, labels = test.images[pick], test.labels[pick]
     grid = inference.reconstruction_rows(model, images, labels, nrow)
     metrics, _ = inference.evaluate(model, images, labels, seed=seed)
-    return save_grid(grid, out, nrow=nrow), metrics["loss"]
+    rows = ["input", "reconstruction"] * -(-n // nrow) if annotate else None
+    return save_grid(grid, out, nrow=nrow, row_labels=rows), metrics["loss"]
 
 
 def evaluate(family: str | None = None, *, checkpoint: str | Path | None = None,

@@ -96,8 +96,8 @@ def train_cyclegan(
     "gencli translate -c runs/h2z horse.jpg --json"))
 @fails_cleanly
 def translate(
-    model: Annotated[Optional[str], typer.Argument(metavar="[MODEL]", show_default=False, help="Model name (runs/NAME, an imported or a bundled model), a model id (bundled:monet2photo, run:NAME, imported:NAME; `gencli models` lists them), a run folder or a checkpoint file; left out with -c.")] = None,
-    inputs: Annotated[Optional[list[Path]], typer.Argument(metavar="IMAGES...", show_default=False, help="Image files and/or folders of images.")] = None,
+    model: Annotated[Optional[str], typer.Argument(metavar="MODEL", show_default=False, help="Model name (runs/NAME, an imported or a bundled model), a model id (bundled:monet2photo, run:NAME, imported:NAME; `gencli models` lists them), a run folder or a checkpoint file; left out with -c.")] = None,
+    inputs: Annotated[Optional[list[Path]], typer.Argument(metavar="IMAGE", show_default=False, help="Image files and/or folders of images.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file for one image (a folder for several, as --outdir; default: ./STEM_DIRECTION.png).")] = None,
     outdir: Annotated[Optional[Path], typer.Option("--outdir", help="Folder for the translations (default for folders: ./FOLDER_DIRECTION/).")] = None,
     direction: Annotated[Direction, typer.Option(help="a2b (AtoB; e.g. monet2photo: painting to photo) or b2a (BtoA).")] = Direction.a2b,

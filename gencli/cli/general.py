@@ -54,7 +54,7 @@ def models(as_json: JsonOpt = False) -> None:
     "gencli info -c horse2zebra.safetensors"))
 @fails_cleanly
 def info(
-    model: Annotated[Optional[str], typer.Argument(metavar="[MODEL]", show_default=False, help="A checkpoint file, a run folder, a model name (runs/NAME, imported, bundled) or a model id (bundled:NAME, run:NAME, imported:NAME; `gencli models` lists them).")] = None,
+    model: Annotated[Optional[str], typer.Argument(metavar="MODEL", show_default=False, help="A checkpoint file, a run folder, a model name (runs/NAME, imported, bundled) or a model id (bundled:NAME, run:NAME, imported:NAME; `gencli models` lists them).")] = None,
     checkpoint: CheckpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -104,7 +104,7 @@ class ExportFormat(str, Enum):
     "gencli export -c runs/vae --format torchscript -o vae.pt"))
 @fails_cleanly
 def export(
-    model: Annotated[Optional[str], typer.Argument(metavar="[MODEL]", show_default=False, help="A model name (vae, cvae, stylegan, monet2photo, runs/NAME, imported), a model id (bundled:NAME, run:NAME, imported:NAME; `gencli models` lists them), a run folder or a checkpoint.")] = None,
+    model: Annotated[Optional[str], typer.Argument(metavar="MODEL", show_default=False, help="A model name (vae, cvae, stylegan, monet2photo, runs/NAME, imported), a model id (bundled:NAME, run:NAME, imported:NAME; `gencli models` lists them), a run folder or a checkpoint.")] = None,
     checkpoint: CheckpointOpt = None,
     format: Annotated[ExportFormat, typer.Option("--format", "-f", help="onnx, torchscript, or a gencli safetensors checkpoint (with --fp16: half the size).")] = ExportFormat.onnx,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: MODEL[_DIRECTION].onnx|.pt|.safetensors).")] = None,

@@ -135,7 +135,7 @@ class TrainPrecision(str, Enum):
 def model_argument(accepts: str):
     """The positional MODEL of a command that reads a model; `accepts` names the families it takes."""
     return Annotated[Optional[str], typer.Argument(
-        metavar="[MODEL]", show_default=False,
+        metavar="MODEL", show_default=False,
         help=f"Model: {accepts}, a model id (bundled:NAME, run:NAME, imported:NAME; `gencli models` lists "
              "them), a run folder or a checkpoint file.")]
 
@@ -152,7 +152,7 @@ DataDirOpt = Annotated[Optional[Path], typer.Option(help="Data directory (defaul
 LabelOpt = Annotated[Optional[int], typer.Option(help="Class to condition on (cvae, or stylegan trained with --cond), e.g. a digit 0-9.")]
 CvaeLabelOpt = Annotated[Optional[int], typer.Option("--label", help="The digit to draw across the grid (a cvae; implies cvae), e.g. 0-9.")]
 TrainPrecisionOpt = Annotated[TrainPrecision, typer.Option(help="auto (bf16 autocast on CUDA or a CPU with native bf16, else fp32), fp32 or bf16.")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Image file to write; its extension names the format: .png, .jpg, .webp or .gif.")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Image file to write (an existing one is replaced); its extension names the format: .png, .jpg, .webp or .gif. The default name says what varies, e.g. cvae_samples_label3.png.")]
 ScaleOpt = Annotated[int, typer.Option(help="Upsample the images K times (nearest neighbour), for viewing.", metavar="K")]
 RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run folder to write (default: runs/NAME).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON object on stdout.")]
@@ -311,3 +311,28 @@ def model_choice(model: str | None, checkpoint: Path | None) -> tuple[str | None
     if checkpoint is not None:
         raise OptionError(f"MODEL {model} and --checkpoint both name a model; give one")
     return None, info.locate_model(model)  # with its provenance: bundled, imported, run folder, file
+
+
+def model_stem(family: str | None, checkpoint, default: str) -> str:
+    """The model's part of a default output name: the family named, else the model's name (an id's or a
+    name's), the run folder's or the file's name, else `default`."""
+    if family:
+        return family
+    name = getattr(checkpoint, "name", None)
+    path = getattr(checkpoint, "path", checkpoint)
+    if isinstance(name, str) and hasattr(checkpoint, "origin"):  # a located model
+        return name
+    if isinstance(path, Path):
+        return path.parent.name if path.name == "model.safetensors" else (path.name if path.is_dir() else path.stem)
+    return default
+
+
+def default_output(stem: str, *parts: str | None, suffix: str = ".png") -> Path:
+    """The file a command writes without -o: STEM_PART_..., naming what varies (label3, minmax, x2, ...),
+    so that one variant does not replace another."""
+    return Path("_".join([stem, *(p for p in parts if p)]) + suffix)
+
+
+def replacing(path: Path) -> str:
+    """What a result line adds when the command is about to replace a file that exists."""
+    return " (replacing the file that was there)" if Path(path).is_file() else ""

@@ -13,7 +13,7 @@ import typer
 from gencli.cli.progress import distributed_job, training_progress, training_result
 from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LogEveryOpt, StyleganModelArg,
                                OutputOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app, examples, fails_cleanly,
-                               finish, import_app, model_choice,
+                               default_output, finish, import_app, model_choice, model_stem, replacing,
                                train_app, warn_skipped)
 from gencli.errors import OptionError
 
@@ -108,11 +108,15 @@ def style_mix(
     from gencli import api
 
     checkpoint = stylegan_checkpoint(model, checkpoint)
+    out = output or default_output(f"{model_stem(None, checkpoint, 'stylegan')}_style_mix",
+                                   None if label is None else f"label{label}", "annotated" if annotate else None,
+                                   f"x{scale}" if scale > 1 else None)
+    replaced = replacing(out)
     path = api.style_mix(checkpoint=checkpoint, rows=api.common.parse_seeds(rows, "--rows"),
                          cols=api.common.parse_seeds(cols, "--cols"), cutoff=cutoff, truncation=truncation,
-                         noise_seed=noise_seed, label=label, out=output or Path("stylegan_style_mix.png"), device=device.value,
+                         noise_seed=noise_seed, label=label, out=out, device=device.value,
                          scale=scale, annotate=annotate)
-    finish(as_json, f"Style-mixing grid written to {path}", output=str(path))
+    finish(as_json, f"Style-mixing grid written to {path}{replaced}", output=str(path))
 
 
 @app.command(epilog=examples(
@@ -138,11 +142,15 @@ def interpolate(
     from gencli import api
 
     checkpoint = stylegan_checkpoint(model, checkpoint)
+    out = output or default_output(f"{model_stem(None, checkpoint, 'stylegan')}_interpolation",
+                                   None if label is None else f"label{label}", "annotated" if annotate else None,
+                                   f"x{scale}" if scale > 1 else None)
+    replaced = replacing(out)
     path = api.interpolate(checkpoint=checkpoint, seeds=api.common.parse_seeds(seeds), steps=steps,
                            truncation=truncation, noise_seed=noise_seed, label=label,
-                           out=output or Path("stylegan_interpolation.png"), device=device.value,
+                           out=out, device=device.value,
                            scale=scale, annotate=annotate)
-    finish(as_json, f"Interpolation written to {path}", output=str(path))
+    finish(as_json, f"Interpolation written to {path}{replaced}", output=str(path))
 
 
 def stylegan_checkpoint(model: str | None, checkpoint: Path | None) -> Path | None:

@@ -12,8 +12,8 @@ import typer
 from gencli.cli.progress import distributed_job, training_progress, training_result
 from gencli.cli.shared import (CheckpointOpt, CvaeLabelOpt, DataDirOpt, DeviceName, DeviceOpt, EvaluateModelArg, JsonOpt,
                                LabelOpt, LogEveryOpt, ModelArg, ModelOpt, VaeModelArg, OutputOpt, RunDirOpt, ScaleOpt, TrainPrecision, TrainPrecisionOpt, app,
-                               examples, fails_cleanly, finish,
-                               model_choice, model_name, train_app)
+                               default_output, examples, fails_cleanly, finish,
+                               model_choice, model_name, model_stem, replacing, train_app)
 from gencli.errors import OptionError
 
 
@@ -105,7 +105,10 @@ def sample(
         seed_list = api.common.parse_seeds(f"{seed}-{seed + n - 1}", "-n/--seed")
     else:
         seed_list = None
-    out = output or Path(f"{family or 'model'}_samples.png")
+    out = output or default_output(f"{model_stem(family, checkpoint, 'model')}_samples",
+                                   None if label is None else f"label{label}", "annotated" if annotate else None,
+                                   f"x{scale}" if scale > 1 else None)
+    replaced = replacing(out)
     path = api.sample(family, checkpoint=checkpoint, seeds=seed_list, label=label, nrow=nrow, out=out,
                       device=device.value, truncation=truncation, outdir=outdir, scale=scale, annotate=annotate)
     names, legend = api.class_names(family, checkpoint), ""
@@ -116,12 +119,13 @@ def sample(
         legend = f"; row r shows class r % {len(names)}"
         if not digits:
             legend += ": " + ", ".join(f"{k} {name}" for k, name in enumerate(names))
-    finish(as_json, f"Samples written to {path}{legend}" + (f"; one PNG per seed in {outdir}" if outdir else ""),
+    finish(as_json, f"Samples written to {path}{replaced}{legend}" + (f"; one PNG per seed in {outdir}" if outdir else ""),
            output=str(path), seeds=seed_list, outdir=str(outdir) if outdir else None, classes=names or None)
 
 
 @app.command("latent-grid", epilog=examples(
     "gencli latent-grid                     # vae_latent_grid.png",
+    "gencli latent-grid --range minmax      # vae_latent_grid_minmax.png",
     "gencli latent-grid cvae --label 8 -o eights.png",
     "gencli latent-grid -c runs/vae16 --dims 0,1 --range=-3,3"))
 @fails_cleanly
@@ -148,15 +152,23 @@ def latent_grid(
     dim_pair = api.common.parse_ints(dims, "--dims") if dims else None
     if dim_pair is not None and len(dim_pair) != 2:
         raise OptionError("--dims takes two dimensions, e.g. 0,1")
-    default = f"{family or ('cvae' if label is not None else 'vae')}_latent_grid" + (f"_label{label}" if label is not None else "")
+    stem = model_stem(family, checkpoint, "cvae" if label is not None else "vae")
+    span = None if range_ == "prior" else ("minmax" if range_ in ("minmax", "auto") else
+                                           "range" + range_.replace(",", "_").replace(" ", ""))
+    out = output or default_output(
+        f"{stem}_latent_grid", None if label is None else f"label{label}", span,
+        f"dims{dim_pair[0]}-{dim_pair[1]}" if dim_pair else None, f"steps{steps}" if steps != 8 else None,
+        "annotated" if annotate else None, f"x{scale}" if scale > 1 else None, suffix=".gif" if animate else ".png")
+    replaced = replacing(out)
     path = api.latent_grid(family, checkpoint=checkpoint, steps=steps, value_range=range_, label=label,
-                           dims=dim_pair, out=output or Path(default + (".gif" if animate else ".png")),
-                           device=device.value, scale=scale, annotate=annotate, animate=animate)
-    finish(as_json, f"Latent grid written to {path}", output=str(path))
+                           dims=dim_pair, out=out, device=device.value, scale=scale, annotate=annotate,
+                           animate=animate)
+    finish(as_json, f"Latent grid written to {path}{replaced}", output=str(path))
 
 
 @app.command(epilog=examples(
     "gencli reconstruct cvae -n 50          # cvae_reconstructions.png, mean loss",
+    "gencli reconstruct --annotate          # vae_reconstructions_annotated.png: rows labelled",
     "gencli reconstruct -c runs/vae --json"))
 @fails_cleanly
 def reconstruct(
@@ -170,15 +182,18 @@ def reconstruct(
     device: DeviceOpt = DeviceName.auto,
     as_json: JsonOpt = False,
     model_opt: ModelOpt = None,
+    annotate: Annotated[bool, typer.Option(help="Label the rows: input, reconstruction.")] = False,
 ) -> None:
-    """Show random test images over their reconstructions, and their mean loss."""
+    """Show random test images over their reconstructions, and their mean loss (a vae or cvae)."""
     from gencli import api
 
     family, checkpoint = model_choice(model_name(model, model_opt), checkpoint)
-    out = output or Path(f"{family or 'vae'}_reconstructions.png")
+    out = output or default_output(f"{model_stem(family, checkpoint, 'vae')}_reconstructions",
+                                   "annotated" if annotate else None)
+    replaced = replacing(out)
     path, loss = api.reconstruct(family, checkpoint=checkpoint, n=n, nrow=nrow, seed=seed, data_dir=data_dir,
-                                 out=out, device=device.value)
-    finish(as_json, f"Reconstructions written to {path}; mean loss {loss:.2f} nats per image",
+                                 out=out, device=device.value, annotate=annotate)
+    finish(as_json, f"Reconstructions written to {path}{replaced}; mean loss {loss:.2f} nats per image",
            output=str(path), loss=loss)
 
 
