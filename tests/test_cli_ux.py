@@ -481,3 +481,16 @@ def test_reconstruct_annotate_and_the_label_of_an_annotated_cvae_grid(tmp_path, 
         assert run("latent-grid", *args, "--steps", 2, "--annotate", "-o", tmp_path / f"{name}.png").exit_code == 0
         grid[name] = Image.open(tmp_path / f"{name}.png").size
     assert grid["cvae"][1] == grid["vae"][1] and grid["cvae"][0] > grid["vae"][0]  # "label 3: " in the corner
+
+
+def test_the_real_data_tests_read_gencli_data_dir(tmp_path):
+    import os
+
+    root = Path(__file__).resolve().parents[1]
+    code = "import sys; sys.path.insert(0, 'tests'); import conftest; print(conftest.SHARED_DATA)"
+    env = {k: v for k, v in os.environ.items() if k != "GENCLI_DATA_DIR"}
+    given = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                           env={**env, "GENCLI_DATA_DIR": str(tmp_path)})
+    assert given.stdout.strip() == str(tmp_path), given.stderr
+    default = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120, env=env)
+    assert default.stdout.strip() == str(root.parent / "shared" / "data"), default.stderr

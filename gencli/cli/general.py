@@ -115,7 +115,7 @@ def export(
 ) -> None:
     """Export a model's image-making network as ONNX or TorchScript.
 
-    A vae/cvae decoder (z, label -> image), a stylegan generator (z [, truncation] -> image) or a cyclegan
+    A vae/cvae decoder (z, label -> image), a stylegan generator (z [, label] [, truncation] -> image) or a cyclegan
     generator (image -> image, any size). Images are in [0, 1], (N, C, H, W). The file is reloaded and
     checked against PyTorch before the command succeeds.
     """
