@@ -45,7 +45,8 @@ def model_lines(output: str) -> list[str]:
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["sample", "--help"], ["train", "cyclegan", "--help"],
                                   ["info", "vae"], ["info", "monet2photo", "--json"], ["nonsense"],
                                   ["sample", "vae", "--seed", "-5"], ["train", "vae", "--lr", "nan"],
-                                  ["sample", "vae", "--seeds", "0-2**70"], ["info", "no_such_model"]])
+                                  ["sample", "vae", "--seeds", "0-2**70"], ["info", "no_such_model"],
+                                  ["models"], ["models", "--json"], ["info", "bundled:vae"]])
 def test_help_version_info_and_errors_load_no_torch(args):
     out, torch_loaded = cli_without_torch(*args)
     assert not torch_loaded, (args, out.stdout, out.stderr)
@@ -132,7 +133,7 @@ def test_info_errors(tmp_path):
                                      ["sample"], ["latent-grid"], ["reconstruct"], ["evaluate"], ["translate"],
                                      ["download"], ["download-weights"], ["import-weights", "cyclegan"],
                                      ["import-weights", "stylegan"], ["style-mix"], ["interpolate"], ["info"],
-                                     ["export"]])
+                                     ["export"], ["models"]])
 def test_every_command_has_examples(command):
     result = run(*command, "--help")
     assert result.exit_code == 0 and "Examples" in result.output and "gencli " in result.output, result.output
