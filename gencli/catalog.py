@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import json
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from importlib import resources
@@ -31,6 +32,11 @@ ORIGINS = {
     "imported": "imported",
     "bundled": "bundled",
 }
+# A model named by where it comes from, as `gencli models` and `gencli serve` list it: run:NAME
+# (runs/NAME), imported:NAME (the imported models folder) or bundled:NAME.
+ID_SOURCES = ("run", "imported", "bundled")
+ID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # names that make ids (and shell words) as they are
+LIST_COMMAND = "gencli models"  # the command that lists the models and their ids
 
 
 def cache_dir(kind: str, env: str) -> Path:
@@ -70,8 +76,15 @@ class ModelSource:
     epoch: int | None = None
     details: dict = field(default_factory=dict, compare=False)
 
-    def describe(self) -> str:
-        """One line for people: `cyclegan, epoch 3, run folder runs/monet2photo (shadows the bundled monet2photo)`."""
+    @property
+    def id(self) -> str | None:
+        """SOURCE:NAME (run:vae, imported:horse2zebra, bundled:monet2photo) for a model found by name."""
+        return f"{self.origin}:{self.name}" if self.origin in ID_SOURCES and self.name else None
+
+    def describe(self, command: str | None = None) -> str:
+        """One line for people: `cyclegan, epoch 3, run folder runs/monet2photo; it shadows the bundled
+        monet2photo (bundled:monet2photo names that one)`; with `command` (e.g. "gencli translate"), the
+        command that picks the shadowed model instead."""
         what = ", ".join(p for p in (self.family, None if self.epoch is None else f"epoch {self.epoch}") if p)
         if self.origin == "run":
             where = f"run folder {self.path.parent}"
@@ -83,12 +96,14 @@ class ModelSource:
             where = f"file {self.path}"
         line = f"{what}, {where}" if what else where
         if self.shadows:
-            line += f"; it shadows the {self.shadows} {self.name} (pass -c PATH to choose)"
+            other = f"{self.shadows}:{self.name}"
+            line += f"; it shadows the {self.shadows} {self.name}" + (
+                f" (`{command} {other} ...` uses that one)" if command else f" ({other} names that one)")
         return line
 
     def as_dict(self) -> dict:
-        return {"path": str(self.path), "origin": self.origin, "name": self.name, "family": self.family,
-                "epoch": self.epoch, **({"shadows": self.shadows} if self.shadows else {})}
+        return {"path": str(self.path), "origin": self.origin, "name": self.name, "id": self.id,
+                "family": self.family, "epoch": self.epoch, **({"shadows": self.shadows} if self.shadows else {})}
 
 
 def shadowed(name: str, origin: str) -> str | None:
@@ -125,7 +140,62 @@ def locate_checkpoint(name: str | None, checkpoint: str | Path | ModelSource | N
         if path is not None and path.is_file():
             return ModelSource(path, origin, name, shadowed(name, origin))
     raise GencliError(f"no model named {name!r}: not in {RUNS_DIR / name}, not imported into {models_dir()}, "
-                      f"not bundled" + (f"; {hint}" if hint else ""))
+                      f"not bundled; `{LIST_COMMAND}` lists the models" + (f"; {hint}" if hint else ""))
+
+
+def model_id(text: str) -> tuple[str, str] | None:
+    """(source, name) of a model id such as bundled:vae or run:monet2photo; None for anything else."""
+    source, colon, name = str(text).partition(":")
+    if colon and source in ID_SOURCES and ID_NAME.match(name):
+        return source, name
+    return None
+
+
+def model_path(source: str, name: str, runs_dir: str | Path = RUNS_DIR, imported_dir: str | Path | None = None
+               ) -> Path | None:
+    """The checkpoint that id SOURCE:NAME stands for (whether it exists or not)."""
+    if source == "run":
+        return Path(runs_dir) / name / MODEL_FILE
+    if source == "imported":
+        return Path(imported_dir if imported_dir is not None else models_dir()) / f"{name}.safetensors"
+    return bundled_checkpoint(name)
+
+
+def locate_id(source: str, name: str) -> ModelSource:
+    """The model of id SOURCE:NAME, which must exist: exactly that one, whatever else has the name."""
+    path = model_path(source, name)
+    if path is None or not path.is_file():
+        raise GencliError(f"no model with id {source}:{name}; `{LIST_COMMAND}` lists the ids")
+    return ModelSource(path, source, name)
+
+
+def model_files(runs_dir: str | Path = RUNS_DIR, imported_dir: str | Path | None = None):
+    """(source, name, path) of every model a name or an id can reach, in listing order (the user's own
+    first): run folders under `runs_dir`, imported models, bundled ones. Names that make no id are left
+    out; the files are not opened."""
+    runs_dir = Path(runs_dir)
+    found = []
+    if runs_dir.is_dir():
+        found += [("run", folder.name, folder / MODEL_FILE) for folder in sorted(runs_dir.iterdir())
+                  if (folder / MODEL_FILE).is_file()]
+    imported = Path(imported_dir) if imported_dir is not None else models_dir()
+    if imported.is_dir():
+        found += [("imported", path.stem, path) for path in sorted(imported.glob("*.safetensors"))]
+    bundled = Path(str(resources.files("gencli.assets")))
+    found += [("bundled", path.stem, path) for path in sorted(bundled.glob("*.safetensors"))]
+    return [(source, name, path) for source, name, path in found if ID_NAME.match(name)]
+
+
+def list_models() -> list[ModelSource]:
+    """Every gencli checkpoint a name or an id reaches (see `model_files`), described from its header,
+    with `shadows` set where another model of the same name comes first. Other files are left out."""
+    out = []
+    for source, name, path in model_files():
+        try:
+            out.append(describe_checkpoint(ModelSource(path, source, name, shadowed(name, source))))
+        except GencliError:
+            continue
+    return out
 
 
 def path_argument(name_or_path: str | Path) -> Path | None:
@@ -141,8 +211,11 @@ def path_argument(name_or_path: str | Path) -> Path | None:
 
 
 def locate_model(name_or_path: str | Path, *, hint: str = "") -> ModelSource:
-    """A model argument as `translate`, `info` and `export` take it: a file or run folder, else a name."""
+    """A model argument as every command takes it: a file or run folder, else an id (bundled:vae, ...),
+    else a name."""
     path = path_argument(name_or_path)
+    if path is None and (found := model_id(str(name_or_path))) is not None:
+        return locate_id(*found)
     return locate_checkpoint(None if path else str(name_or_path), path, hint=hint)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -105,6 +106,10 @@ def wrap(module: nn.Module, device: torch.device) -> nn.Module:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
+    # A gradient of shape (1, C) (StyleGAN's D output layer) comes out with strides (1, 1), its bucket view
+    # with (C, 1): the same memory layout, which DDP copies over with a warning per process. Nothing to
+    # tell the user.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids)
 

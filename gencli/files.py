@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -126,10 +127,25 @@ def load_foreign_state(path: Path) -> object:
     if not path.is_file():
         raise GencliError(f"weights file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # Files pickled with protocol 3 or 4 (most published .pth) make the weights-only unpickler say
+            # it "might not support" them; it reads them or fails, and a failure is reported below.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise GencliError(f"{path} is not a PyTorch state dict that can be loaded safely "
                           f"({e.__class__.__name__}); files that need arbitrary unpickling are refused") from None
+
+
+def require_packages(packages: tuple[str, ...], extra: str, what: str) -> None:
+    """A one-line GencliError naming the pip command when one of `packages` (import names) is missing; they
+    come with the optional extra `extra` of gencli. Found without importing them."""
+    import importlib.util
+
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        raise GencliError(f"{what} needs {' and '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                          f'not installed: pip install "gencli[{extra}]"')
 
 
 def tensor_dict(state: object) -> bool:

@@ -93,12 +93,17 @@ def prepare_run_dir(name: str, out: str | Path | None, resume: bool, overwrite: 
 def hold_run_dir(run_dir: Path):
     """Within the block this process holds `run_dir` (created if need be): a second training into it is
     refused at once. If the block fails before the run wrote anything, a folder created here is removed
-    again, so a failed command leaves no empty run folder. Under torchrun, rank 0 holds it."""
+    again (with the parents it made, such as runs/), so a failed command leaves no empty run folder.
+    Under torchrun, rank 0 holds it."""
     run_dir = Path(run_dir)
     if not distributed.world().is_main:
         yield run_dir
         return
-    created = not run_dir.exists()
+    created = []  # the folders made here, innermost first (runs/NAME, and runs/ when it was missing)
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            break
+        created.append(folder)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -113,7 +118,9 @@ def hold_run_dir(run_dir: Path):
         except BaseException:
             if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
                 (run_dir / LOCK_FILE).unlink()
-                run_dir.rmdir()
+                for folder in created:  # empty ones only: another process may have written beside
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
             raise
     finally:
         os.close(fd)  # releases the lock
@@ -151,7 +158,8 @@ def check_more_to_do(run_dir: Path, epochs: int) -> None:
     """For `--resume`: NothingToDo when the run has already finished `epochs` epochs."""
     done = epochs_done(run_dir)
     if epochs <= done:
-        raise NothingToDo(f"nothing to do: {run_dir} has finished {done} epochs, and {epochs} were asked for; "
+        raise NothingToDo(f"nothing to do: {run_dir} has finished {done} epoch{'' if done == 1 else 's'}, and "
+                          f"{epochs} {'was' if epochs == 1 else 'were'} asked for; "
                           "ask for more to train further")
 
 

@@ -397,4 +397,5 @@ def test_resume_with_nothing_left_to_do_changes_nothing(data_dir, tmp_path):
                      "--resume")
         assert result.exit_code == 0, result.output
         assert "Nothing to do" in result.output and "finished 2 epochs" in result.output
+        assert f"{epochs} {'was' if epochs == 1 else 'were'} asked for" in result.output
         assert snapshot(out) == before

@@ -12,9 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import one_line_error, run, tiny_train
+from conftest import one_line_error, run
 from gencli.catalog import bundled_checkpoint
-from gencli.checkpoint import save_model
 from gencli.models import cyclegan as cg
 
 NO_TORCH_PROBE = """
@@ -45,7 +44,8 @@ def model_lines(output: str) -> list[str]:
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["sample", "--help"], ["train", "cyclegan", "--help"],
                                   ["info", "vae"], ["info", "monet2photo", "--json"], ["nonsense"],
                                   ["sample", "vae", "--seed", "-5"], ["train", "vae", "--lr", "nan"],
-                                  ["sample", "vae", "--seeds", "0-2**70"], ["info", "no_such_model"]])
+                                  ["sample", "vae", "--seeds", "0-2**70"], ["info", "no_such_model"],
+                                  ["models"], ["models", "--json"], ["info", "bundled:vae"]])
 def test_help_version_info_and_errors_load_no_torch(args):
     out, torch_loaded = cli_without_torch(*args)
     assert not torch_loaded, (args, out.stdout, out.stderr)
@@ -70,6 +70,7 @@ def test_provenance_line_for_bundled_run_folder_imported_and_path(tmp_path, monk
                  "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "Note: runs/vae will shadow the bundled vae" in result.output
+    assert "`gencli sample bundled:vae` still uses the bundled one" in result.output
     result = run("sample", "vae", "--seeds", "0-1", "-o", "b.png")
     line = model_lines(result.output)[0]
     assert line.startswith("Model: vae, epoch 1, run folder runs/vae") and "shadows the bundled vae" in line
@@ -131,7 +132,7 @@ def test_info_errors(tmp_path):
                                      ["sample"], ["latent-grid"], ["reconstruct"], ["evaluate"], ["translate"],
                                      ["download"], ["download-weights"], ["import-weights", "cyclegan"],
                                      ["import-weights", "stylegan"], ["style-mix"], ["interpolate"], ["project"], ["info"],
-                                     ["export"]])
+                                     ["export"], ["models"]])
 def test_every_command_has_examples(command):
     result = run(*command, "--help")
     assert result.exit_code == 0 and "Examples" in result.output and "gencli " in result.output, result.output
@@ -305,3 +306,191 @@ def test_result_lines_are_not_wrapped(tmp_path, vae_ckpt):
     result = run("sample", "-c", vae_ckpt, "--seeds", "0", "-o", deep)
     assert result.exit_code == 0
     assert f"Samples written to {deep}" in result.stdout.splitlines()
+
+
+# --- optional extras ---------------------------------------------------------------------------------
+
+def test_a_missing_onnx_names_the_pip_command(tmp_path, monkeypatch, vae_ckpt):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    result = run("export", vae_ckpt, "-o", tmp_path / "v.onnx")
+    one_line_error(result, "--format onnx needs onnx", 'pip install "gencli[export]"')
+    assert not (tmp_path / "v.onnx").exists()
+    assert run("export", vae_ckpt, "--format", "torchscript", "-o", tmp_path / "v.pt").exit_code == 0  # no onnx needed
+
+
+# --- messages ----------------------------------------------------------------------------------------------
+
+def test_a_failed_training_leaves_no_runs_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("train", "vae", "--data-dir", tmp_path / "nodata", "--epochs", 1, "--device", "cpu")
+    one_line_error(result, "mnist is not in")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither runs/vae nor runs/ nor the data folder
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "mine.txt").write_text("kept")
+    assert run("train", "vae", "--data-dir", tmp_path / "nodata", "--epochs", 1, "--device", "cpu").exit_code == 1
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mine.txt"]
+
+
+def test_a_digit_label_is_not_named_twice(tmp_path):
+    result = run("sample", "stylegan", "--label", 7, "--seeds", "0-1", "-o", tmp_path / "s.png", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().endswith("(class 7)") and "7: 7" not in result.stdout
+
+
+def test_published_weights_of_an_older_pickle_protocol_load_without_a_warning(tmp_path):
+    import warnings
+
+    from gencli.files import load_foreign_state
+
+    torch.save({"w": torch.ones(2)}, tmp_path / "old.pth", pickle_protocol=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        state = load_foreign_state(tmp_path / "old.pth")
+    assert torch.equal(state["w"], torch.ones(2))
+    assert not [w for w in caught if "pickle protocol" in str(w.message)], [str(w.message) for w in caught]
+    with warnings.catch_warnings(record=True) as caught:  # the warning silenced is torch's own
+        warnings.simplefilter("always")
+        torch.load(tmp_path / "old.pth", weights_only=True)
+    assert [w for w in caught if "pickle protocol" in str(w.message)]
+
+
+# --- models named by where they come from ---------------------------------------------------------------
+
+def test_model_ids_pick_exactly_one_model_and_the_shadow_line_names_the_command(tmp_path, monkeypatch, vae_ckpt):
+    import re
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENCLI_MODELS_DIR", str(tmp_path / "models"))
+    (tmp_path / "runs" / "vae").mkdir(parents=True)
+    shutil.copy(vae_ckpt, tmp_path / "runs" / "vae" / "model.safetensors")
+    (tmp_path / "models").mkdir()
+    shutil.copy(vae_ckpt, tmp_path / "models" / "vae.safetensors")
+
+    result = run("sample", "vae", "--seeds", "0", "-o", "a.png")
+    line = model_lines(result.output)[0]
+    assert "run folder runs/vae" in line and "shadows the imported vae" in line
+    command = re.search(r"`(gencli sample imported:vae \.\.\.)` uses that one", line).group(1)
+    again = run(*shlex.split(command)[1:-1], "--seeds", "0", "-o", "b.png")  # the command the line names
+    assert again.exit_code == 0 and model_lines(again.output) == [
+        f"Model: vae, epoch 2, imported vae ({tmp_path / 'models' / 'vae.safetensors'})"], again.output
+    bundled = run("sample", "bundled:vae", "--seeds", "0", "-o", "c.png", "--json")
+    assert json.loads(bundled.stdout)["models"][0]["id"] == "bundled:vae"
+    assert model_lines(run("sample", "run:vae", "--seeds", "0", "-o", "d.png").output)[0].startswith(
+        "Model: vae, epoch 2, run folder runs/vae")  # chosen by id: nothing said of what it hides
+    assert json.loads(run("info", "bundled:vae", "--json").stdout)["epoch"] == 50
+    assert json.loads(run("info", "-c", "runs/vae", "--json").stdout)["origin"] == "run"
+    assert run("latent-grid", "bundled:cvae", "--label", 3, "--steps", 2, "-o", "g.png").exit_code == 0
+
+    listing = run("models")
+    assert listing.exit_code == 0, listing.output
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()}
+    assert list(rows)[:2] == ["run:vae", "imported:vae"] and "bundled:monet2photo" in rows
+    assert "the name vae picks run:vae" in rows["imported:vae"] and "picks" not in rows["run:vae"]
+    assert "bundled:mnist_classifier" not in rows  # a judge of samples, not a model to use
+    listed = json.loads(run("models", "--json").stdout)["models"]
+    assert [m["named_by_name"] for m in listed if m["name"] == "vae"] == [True, False, False]
+
+    one_line_error(run("sample", "bundled:nope", "-o", "x.png"), "no model with id bundled:nope", "gencli models")
+    one_line_error(run("sample", "nope", "-o", "x.png"), "no model named 'nope'", "`gencli models` lists")
+
+
+def test_the_ids_that_serve_lists_work_on_the_command_line(tmp_path, monkeypatch, vae_ckpt):
+    pytest.importorskip("fastapi")
+    from gencli.catalog import locate_model
+    from gencli.serve.models import ModelStore
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENCLI_MODELS_DIR", str(tmp_path / "models"))
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    shutil.copy(vae_ckpt, tmp_path / "runs" / "mine" / "model.safetensors")
+    entries = ModelStore("runs").scan()
+    assert {"run:mine", "bundled:vae", "bundled:monet2photo"} <= {e.id for e in entries}
+    for entry in entries:
+        assert locate_model(entry.id).path.resolve() == entry.path.resolve(), entry.id
+
+
+def test_translate_export_and_info_take_a_checkpoint_option(tmp_path, vae_ckpt):
+    from gencli.runs import bundled_checkpoint
+
+    Image.new("RGB", (32, 32), (200, 100, 50)).save(tmp_path / "in.png")
+    Image.new("RGB", (32, 32), (20, 100, 50)).save(tmp_path / "in2.png")
+    result = run("translate", "-c", bundled_checkpoint("monet2photo"), tmp_path / "in.png", tmp_path / "in2.png",
+                 "--outdir", tmp_path / "out", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    outputs = [Path(p) for p in json.loads(result.stdout)["outputs"]]
+    assert sorted(p.name for p in outputs) == ["in.png", "in2.png"] and {p.parent.name for p in outputs} == {"out"}
+    result = run("translate", "bundled:monet2photo", tmp_path / "in.png", "-o", tmp_path / "b.png", "--device", "cpu")
+    assert result.exit_code == 0 and (tmp_path / "b.png").is_file(), result.output
+    one_line_error(run("translate", "monet2photo"), "name the images to translate")
+    one_line_error(run("translate"), "name a model", "-c PATH")
+    result = run("export", "-c", vae_ckpt.parent, "--format", "torchscript", "-o", tmp_path / "v.pt", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["family"] == "vae", result.output
+    one_line_error(run("export", "vae", "-c", vae_ckpt), "give one")
+    one_line_error(run("info", "-c", tmp_path / "missing"), "checkpoint not found")
+    one_line_error(run("info"), "name a model", "gencli models")
+
+
+# --- output files -------------------------------------------------------------------------------------------
+
+def test_default_output_names_carry_what_varies(tmp_path, monkeypatch, vae_ckpt, cvae_ckpt):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "cvae").mkdir(parents=True)
+    shutil.copy(cvae_ckpt, tmp_path / "runs" / "cvae" / "model.safetensors")
+    written = {}
+    for args in (["sample", "cvae", "--seeds", "0-1"], ["sample", "cvae", "--seeds", "0-1", "--label", 3],
+                 ["latent-grid", "-c", vae_ckpt, "--steps", 2], ["latent-grid", "-c", vae_ckpt, "--steps", 2, "--range", "minmax"],
+                 ["latent-grid", "-c", vae_ckpt, "--steps", 2, "--range=-3,3", "--annotate", "--scale", 2],
+                 ["latent-grid", "--label", 8, "--steps", 2],
+                 ["style-mix", "--rows", 0, "--cols", 1, "--label", 4], ["interpolate", "--seeds", "0,1", "--steps", 2, "--annotate"],
+                 ["sample", "bundled:vae", "--seeds", 0]):
+        result = run(*args, "--device", "cpu", "--json")
+        assert result.exit_code == 0, (args, result.output)
+        written[" ".join(map(str, args))] = json.loads(result.stdout)["output"]
+    names = list(written.values())
+    assert names == ["cvae_samples.png", "cvae_samples_label3.png", f"{vae_ckpt.parent.name}_latent_grid_steps2.png",
+                     f"{vae_ckpt.parent.name}_latent_grid_minmax_steps2.png",
+                     f"{vae_ckpt.parent.name}_latent_grid_range-3_3_steps2_annotated_x2.png",
+                     "cvae_latent_grid_label8_steps2.png", "stylegan_style_mix_label4.png",
+                     "stylegan_interpolation_annotated.png", "vae_samples.png"], names
+    assert all((tmp_path / name).is_file() for name in names)  # none replaced another
+    again = run("sample", "cvae", "--seeds", "0-1", "--label", 3, "--device", "cpu")
+    assert "Samples written to cvae_samples_label3.png (replacing the file that was there)" in again.stdout
+    explicit = run("sample", "cvae", "--seeds", "0", "-o", "cvae_samples.png", "--device", "cpu")
+    assert "(replacing the file that was there)" in explicit.stdout  # -o replaces, and says so
+    from typer.testing import CliRunner
+
+    from gencli.cli import app
+
+    assert "(an existing one is replaced)" in CliRunner().invoke(app, ["sample", "--help"], env={"COLUMNS": "400"}).output
+
+
+def test_reconstruct_annotate_and_the_label_of_an_annotated_cvae_grid(tmp_path, vae_ckpt, cvae_ckpt, data_dir):
+    sizes = {}
+    for name, extra in (("plain", []), ("annotated", ["--annotate"])):
+        result = run("reconstruct", "-c", cvae_ckpt, "-n", 6, "--nrow", 3, "--data-dir", data_dir,
+                     "-o", tmp_path / f"{name}.png", *extra)
+        assert result.exit_code == 0, result.output
+        sizes[name] = Image.open(tmp_path / f"{name}.png").size
+    assert sizes["annotated"][1] == sizes["plain"][1] and sizes["annotated"][0] > sizes["plain"][0] + 40  # "reconstruction"
+    grid = {}
+    for name, args in (("vae", ["-c", vae_ckpt]), ("cvae", ["-c", cvae_ckpt, "--label", 3])):
+        assert run("latent-grid", *args, "--steps", 2, "--annotate", "-o", tmp_path / f"{name}.png").exit_code == 0
+        grid[name] = Image.open(tmp_path / f"{name}.png").size
+    assert grid["cvae"][1] == grid["vae"][1] and grid["cvae"][0] > grid["vae"][0]  # "label 3: " in the corner
+
+
+def test_the_real_data_tests_read_gencli_data_dir(tmp_path):
+    import os
+
+    root = Path(__file__).resolve().parents[1]
+    code = "import sys; sys.path.insert(0, 'tests'); import conftest; print(conftest.SHARED_DATA)"
+    env = {k: v for k, v in os.environ.items() if k != "GENCLI_DATA_DIR"}
+    given = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                           env={**env, "GENCLI_DATA_DIR": str(tmp_path)})
+    assert given.stdout.strip() == str(tmp_path), given.stderr
+    default = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120, env=env)
+    assert default.stdout.strip() == str(root.parent / "shared" / "data"), default.stderr

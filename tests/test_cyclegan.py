@@ -432,7 +432,14 @@ def test_download_dataset_from_a_file_url(tmp_path):
     assert sorted(p.name for p in (data / "monet2photo").iterdir()) == ["testA", "testB", "trainA", "trainB"]
     assert (data / "monet2photo" / "trainA" / "img 0.png").read_bytes() == png
     assert sorted(p.name for p in data.iterdir()) == ["monet2photo"]  # no zip or staging folder left behind
-    one_line_error(run("download", "monet2photo", "--data-dir", data, "--base-url", served.as_uri()), "--force")
+    again = run("download", "monet2photo", "--data-dir", data, "--base-url", served.as_uri(), "--json")
+    assert again.exit_code == 0, again.output  # already there: said so, nothing fetched or changed
+    assert json.loads(again.stdout)["downloaded"] is False
+    assert "already in" in run("download", "monet2photo", "--data-dir", data).stdout  # no server asked
+    (data / "monet2photo" / "trainA" / "img 0.png").write_bytes(b"changed")
+    forced = run("download", "monet2photo", "--data-dir", data, "--base-url", served.as_uri(), "--force", "--json")
+    assert forced.exit_code == 0 and json.loads(forced.stdout)["downloaded"] is True, forced.output
+    assert (data / "monet2photo" / "trainA" / "img 0.png").read_bytes() == png
     one_line_error(run("download", "not_a_dataset", "--data-dir", data), "unknown CycleGAN data set")
     one_line_error(run("download", "missing", "--data-dir", data, "--base-url", served.as_uri()), "cannot download")
 

@@ -87,6 +87,25 @@ def test_stylegan_generator_with_truncation_as_input_or_baked(tmp_path, style):
     assert torch.allclose(scripted(z, torch.tensor([0.6])), expected, atol=ATOL)
 
 
+def test_a_conditional_stylegan_takes_a_label(tmp_path):
+    torch.manual_seed(0)
+    config = sg.StyleGANConfig(resolution=16, widths=(16, 8, 8), z_dim=8, w_dim=8, mapping_layers=2, num_classes=3)
+    G = sg.build(config).eval()
+    with torch.no_grad():
+        G.w_avg.normal_()  # one mean w per class, apart
+    ckpt = save_model(tmp_path / "cond.safetensors", "stylegan", G, config, epoch=1, seed=0)
+    seeds, labels = [3, 4, 5], torch.tensor([2, 0, 1])
+    z, _ = sg_inference.seed_inputs(G, seeds)
+    expected = sg_inference.generate(G, seeds, truncation=0.6, noise_seed=0, labels=labels)
+    result = export(ckpt, "-o", tmp_path / "c.onnx")
+    assert result["inputs"] == ["z", "label", "truncation"]
+    assert (ort(tmp_path / "c.onnx", z=z, label=labels, truncation=torch.tensor([0.6])) - expected).abs().max() < ATOL
+    export(ckpt, "--format", "torchscript", "--truncation", "0.6", "-o", tmp_path / "c.pt")
+    scripted = torch.jit.load(str(tmp_path / "c.pt"))
+    assert torch.allclose(scripted(z, labels), expected, atol=ATOL)
+    assert not torch.allclose(scripted(z, torch.tensor([0, 0, 0])), expected, atol=1e-2)  # the label matters
+
+
 def test_cyclegan_generators_take_any_image_size(tmp_path):
     model, ckpt = tiny_cyclegan(tmp_path)
     for direction, alias in (("a2b", "AtoB"), ("b2a", "BtoA")):
@@ -133,3 +152,4 @@ def test_default_output_name(tmp_path, monkeypatch):
     result = export(ckpt, "--direction", "b2a")
     assert result["output"] == "cg_b2a.onnx" and (tmp_path / "cg_b2a.onnx").is_file()
     assert np.isfinite(result["max_abs_diff"])
+

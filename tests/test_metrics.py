@@ -314,8 +314,16 @@ def test_the_evaluate_command_end_to_end_with_a_stand_in_network(tmp_path, monke
     for key in ("fid_a2b", "kid_a2b", "fid_b2a", "kid_b2a", "baseline_fid_a2b", "baseline_kid_b2a"):
         assert math.isfinite(scores[key])
     assert scores["n_test_a"] == 4 and scores["n_train_a"] == 6
-    text = run("evaluate", "-c", checkpoint, "--data", root, "--inception", net_file)
+    text = run("evaluate", "-c", checkpoint, "--data", root, "--inception", net_file, "--log-every", 0)
     assert "a2b: FID" in text.stdout and "untranslated" in text.stdout
+    assert "(4 test images against 5 training images)" in text.stdout  # N beside every score
+    assert "(3 test images against 6 training images)" in text.stdout
+    assert "translating testA (a2b) 4/4  elapsed 0:00:0" in text.output  # progress, with an ETA on the way
+    small = json.loads(run("evaluate", "-c", checkpoint, "--data", root, "--inception", net_file, "--max-images", 3,
+                           "--json").stdout)
+    assert (small["n_test_a"], small["n_train_b"], small["n_test_b"], small["n_train_a"]) == (3, 3, 3, 3)
+    assert small["fid_a2b"] != scores["fid_a2b"]
+    assert run("evaluate", "-c", checkpoint, "--data", root, "--inception", net_file, "--max-images", 0).exit_code == 2
 
     config = StyleGANConfig(resolution=16, widths=(16, 8, 8), z_dim=8, w_dim=8, mapping_layers=2, channels=3)
     G = Generator(config)
@@ -325,5 +333,7 @@ def test_the_evaluate_command_end_to_end_with_a_stand_in_network(tmp_path, monke
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
     assert scores["n_samples"] == 8 and scores["n_reference"] == 5 and math.isfinite(scores["fid"])
+    text = run("evaluate", "-c", sg_checkpoint, "--inception", net_file, "--samples", 8, "--reference", 5)
+    assert "(8 samples against 5 training images of" in text.stdout
     missing = run("evaluate", "-c", checkpoint, "--data", root, "--inception", tmp_path / "nowhere.pt")
     assert missing.exit_code == 1 and "no such file" in missing.output

@@ -629,6 +629,40 @@ def test_conditional_shapes_and_the_label_matters():
     assert torch.allclose(G.truncate(w, 0.0, a), G.w_avg[a]) and torch.equal(G.truncate(w, 1.0, a), w)
 
 
+def test_without_a_label_style_mixing_and_interpolation_draw_each_seed_as_its_class():
+    G = sg.Generator(sg.StyleGANConfig(**TINY, num_classes=3)).eval()
+    as_class = lambda seed, label: sg_infer.generate(G, [seed], 0.7, noise_seed=0, labels=label)  # noqa: E731
+    rows, cols, cells = sg_infer.style_mix(G, [0, 1, 5], [4], cutoff=2, truncation=0.7)
+    for i, seed in enumerate([0, 1, 5]):
+        assert torch.allclose(rows[i], as_class(seed, seed % 3)[0], atol=1e-4)
+    assert (rows[1] - as_class(1, 0)[0]).abs().max() > 1e-2  # not class 0 for every seed
+    assert torch.allclose(cols[0], as_class(4, 1)[0], atol=1e-4)
+    rows7, _, _ = sg_infer.style_mix(G, [0, 1, 5], [4], cutoff=2, truncation=0.7, label=2)  # --label: one class
+    assert all(torch.allclose(rows7[i], as_class(s, 2)[0], atol=1e-4) for i, s in enumerate([0, 1, 5]))
+    strip = sg_infer.interpolate(G, [1, 2], steps=3, truncation=0.7)  # from a class-1 image to a class-2 one
+    assert torch.allclose(strip[0], as_class(1, 1)[0], atol=1e-4) and torch.allclose(strip[-1], as_class(2, 2)[0], atol=1e-4)
+    assert sg_infer.seed_classes(tiny_generator(), [0, 1], None) is None  # unconditional: no labels
+
+
+def test_sample_grids_of_a_conditional_model_show_every_class(tmp_path):
+    from gencli.api.vae import grid_row_length
+
+    assert grid_row_length(80, None, 10, None) == 8 and grid_row_length(64, None, 10, None) == 6
+    assert grid_row_length(64, None, 10, 3) == 8 and grid_row_length(64, 5, 10, None) == 5  # asked for
+    assert grid_row_length(64, None, 0, None) == 8 and grid_row_length(4, None, 10, None) == 1
+    for n in range(1, 200):  # every class gets a row whenever there are enough seeds
+        per_row = grid_row_length(n, None, 10, None)
+        assert -(-n // per_row) >= min(n, 10)
+    # The README's `gencli sample stylegan --seeds 0-63` on the bundled conditional model: rows 0 to 9.
+    result = run("sample", "stylegan", "--seeds", "0-63", "-o", tmp_path / "s.png", "--device", "cpu")
+    assert result.exit_code == 0 and "row r shows class r % 10" in flat(result), result.output
+    assert Image.open(tmp_path / "s.png").size == grid_size(11, 6, cell=32)
+    row9 = run("sample", "stylegan", "--label", 9, "--seeds", "54-59", "-o", tmp_path / "nines.png", "--device", "cpu")
+    assert row9.exit_code == 0, row9.output
+    grid, nines = np.asarray(Image.open(tmp_path / "s.png")), np.asarray(Image.open(tmp_path / "nines.png"))
+    assert (grid[9 * 34 : 10 * 34 + 2] == nines).all()
+
+
 def test_fake_labels_follow_the_training_labels_and_shard():
     G = sg.Generator(sg.StyleGANConfig(**TINY, num_classes=4))
     pool = torch.tensor([1, 1, 1, 3])  # classes 0 and 2 never occur

@@ -17,8 +17,8 @@ import importlib
 _WHERE = {
     "gencli.distributed": ["distributed"],
     "gencli.api.common": ["check_numbers", "check_positive", "check_truncation", "parse_seeds"],
-    "gencli.api.info": ["ModelSource", "describe_model", "locate_model", "watch_models"],
-    "gencli.api.cyclegan": ["download_dataset", "download_weights", "export_fp16", "import_cyclegan",
+    "gencli.api.info": ["ModelSource", "describe_model", "list_models", "locate_model", "watch_models"],
+    "gencli.api.cyclegan": ["download_dataset", "download_weights", "downloaded_dataset", "export_fp16", "import_cyclegan",
                             "train_cyclegan", "translate"],
     "gencli.api.stylegan": ["class_names", "download_network", "import_stylegan", "interpolate", "style_mix", "train_stylegan"],
     "gencli.api.vae": ["evaluate", "latent_grid", "reconstruct", "sample", "train_vae"],

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 from pathlib import Path
 
 from gencli.checks import INT_LIMIT, NON_NEGATIVE, POSITIVE, SEED, SEED_LIMIT, UNIT, check_number  # noqa: F401

@@ -13,7 +13,8 @@ from gencli.errors import GencliError, OptionError
 from gencli.files import check_name
 from gencli.inference import cyclegan as inference
 from gencli.models.cyclegan import check_direction
-from gencli.runs import find_checkpoint, open_model, path_argument
+from gencli.catalog import locate_checkpoint, locate_model
+from gencli.runs import open_model
 from gencli.training import cyclegan as training
 from gencli.training.loop import TrainingHooks, TrainingPlan
 from gencli.training.options import CycleGANTraining
@@ -38,12 +39,13 @@ def train_cyclegan(options: CycleGANTraining | None = None, /, *, run_dir: str |
                          resume=resume, overwrite=overwrite)
 
 
-def translate(model: str | Path, inputs: list[Path], *, out: Path | None = None, direction: str = "a2b",
-              size: int | None = None, device: str = "cpu", precision: str = "auto", tile: int = 512,
-              on_skip: OnSkip | None = None) -> list[Path]:
+def translate(model: str | Path | None, inputs: list[Path], *, checkpoint: str | Path | None = None,
+              out: Path | None = None, direction: str = "a2b", size: int | None = None, device: str = "cpu",
+              precision: str = "auto", tile: int = 512, on_skip: OnSkip | None = None) -> list[Path]:
     """Translate image files and folders with the cyclegan `model` (a name: runs/NAME, an imported or a
-    bundled model; or a checkpoint path); returns the written paths. precision: auto (bf16 autocast on
-    CUDA or a CPU with native bf16, else fp32), fp32, bf16, or fp16 (CUDA)."""
+    bundled model; an id such as bundled:monet2photo; or a checkpoint path), or the one at `checkpoint`
+    (a file or run folder); returns the written paths. precision: auto (bf16 autocast on CUDA or a CPU
+    with native bf16, else fp32), fp32, bf16, or fp16 (CUDA)."""
     check_numbers(locals())
     check_direction(direction)
     if precision not in distributed.PRECISIONS:
@@ -56,14 +58,15 @@ def translate(model: str | Path, inputs: list[Path], *, out: Path | None = None,
     precision = distributed.resolve_precision(precision, dev)[0]
     if precision == "fp16" and dev.type == "cpu":
         raise GencliError("fp16 needs a CUDA GPU; on the CPU use --precision bf16")
+    if (model is None) == (checkpoint is None):
+        raise OptionError("name a model or give a checkpoint, one of them")
     hint = (f"train it (gencli train cyclegan --data {model}), or fetch official weights "
             "(gencli download-weights NAME)")
-    given = path_argument(model)
-    path = find_checkpoint(str(model), given, hint=hint)
-    if path.suffix in (".pth", ".pt"):
-        raise GencliError(f"{path} is a PyTorch file; convert it first: "
-                          f"gencli import-weights cyclegan {path} --name NAME")
-    net, _ = open_model("translate", None, given, dev, name=str(model), hint=hint)
+    source = locate_checkpoint(None, checkpoint) if checkpoint is not None else locate_model(model, hint=hint)
+    if source.path.suffix in (".pth", ".pt"):
+        raise GencliError(f"{source.path} is a PyTorch file; convert it first: "
+                          f"gencli import-weights cyclegan {source.path} --name NAME")
+    net, _ = open_model("translate", None, source, dev)
     if direction not in net.config.directions:
         raise GencliError(f"this model only translates {net.config.directions[0]}; it holds no {direction} "
                           "generator (import the other direction's weights under the same --name)")
@@ -88,6 +91,12 @@ def download_dataset(name: str, *, data_dir: str | Path | None = None, base_url:
     """Download, verify and unpack an official CycleGAN data set into the data directory; returns its folder."""
     return download.download_dataset(name, data_root(data_dir), base_url=base_url, md5=md5, force=force,
                                      progress=progress)
+
+
+def downloaded_dataset(name: str, *, data_dir: str | Path | None = None) -> Path | None:
+    """The folder of data set `name` in the data directory when it is already there (None otherwise)."""
+    folder = data_root(data_dir) / check_name(name, "data set name")
+    return folder if folder.exists() else None
 
 
 def download_weights(name: str, *, as_name: str | None = None, direction: str | None = None,

@@ -10,9 +10,10 @@ import torch
 from gencli.api.common import check_numbers
 from gencli.checkpoint import load_discriminator, load_model, save_model
 from gencli.errors import GencliError, OptionError
-from gencli.files import check_writable
+from gencli.files import check_writable, require_packages
 from gencli.models.cyclegan import check_direction
-from gencli.runs import open_model, path_argument
+from gencli.catalog import ModelSource, locate_model
+from gencli.runs import open_model
 from gencli.weights.export import export_network
 
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
@@ -20,17 +21,20 @@ TOLERANCE = {False: 1e-3, True: 5e-2}  # largest difference from PyTorch on imag
 HINT = "name a model (vae, cvae, stylegan, monet2photo, runs/NAME, an imported one) or give a checkpoint"
 
 
-def export(model: str | Path, *, format: str = "onnx", out: str | Path | None = None, fp16: bool = False,
+def export(model: str | Path | ModelSource, *, format: str = "onnx", out: str | Path | None = None, fp16: bool = False,
            direction: str = "a2b", truncation: float | None = None) -> dict:
-    """Export `model` (a name, a run folder or a checkpoint) as `format`; returns {"output", "format",
+    """Export `model` (a name, an id such as bundled:cvae, a run folder, a checkpoint, or a ModelSource
+    located already) as `format`; returns {"output", "format",
     "family", "network", "inputs", "max_abs_diff"}: the file written, what it takes, and the largest
     difference of its output from PyTorch's on a sample input (images in [0, 1])."""
     check_numbers(locals())
     if format not in EXPORT_FORMATS:
         raise OptionError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     check_direction(direction)
-    given = path_argument(model)
-    net, meta = open_model("export", None, given, "cpu", name=None if given else str(model), hint=HINT)
+    if format == "onnx":
+        require_packages(("onnx",), "export", "--format onnx")  # torch.onnx writes the file with it
+    given = locate_model(model, hint=HINT) if not isinstance(model, ModelSource) else model
+    net, meta = open_model("export", None, given, "cpu")
     family = meta["family"]
     if truncation is not None and family not in ("stylegan", "stylegan2"):
         raise OptionError(f"--truncation applies to stylegan models only, not {family}")

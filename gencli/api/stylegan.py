@@ -61,7 +61,8 @@ def style_mix(*, checkpoint=None, rows: list, cols: list, cutoff: int = 4, trunc
               noise_seed: int = 0, label: int | None = None, out, device: str = "cpu", scale: int = 1,
               annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
     """Write the style-mixing grid (in the format the extension of `out` names; a conditional model's of
-    class `label`, default 0); returns its path. `rows` and `cols`: seeds or w files of `gencli project`.
+    class `label`, or without one seed s as class s % classes, so the grid shows the classes); returns
+    its path. `rows` and `cols`: seeds or w files of `gencli project`.
     `scale`: upsample (nearest); `annotate`: the seeds as row and column headers."""
     check_numbers(locals())
     out = check_image_path(Path(out))
@@ -81,7 +82,8 @@ def interpolate(*, checkpoint=None, seeds: list, steps: int = 8, truncation: flo
                 noise_seed: int = 0, label: int | None = None, out, device: str = "cpu", scale: int = 1,
                 annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
     """Write interpolation strips (one row per pair of consecutive seeds or w files of `gencli project`; a
-    conditional model's of class `label`, default 0) as an image, or, when `out` names
+    conditional model's of class `label`, or without one seed s as class s % classes, from class to class)
+    as an image, or, when `out` names
     an animated format (.gif, .webp), the frames along the whole path as an animation; returns its path.
     `scale`: upsample (nearest); `annotate`: each strip's seeds (an animation: each frame's seeds and t)."""
     check_numbers(locals())

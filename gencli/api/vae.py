@@ -60,15 +60,28 @@ def seed_span(seeds: list[int]) -> str:
     return ",".join(map(item_label, seeds))
 
 
+def grid_row_length(n: int, nrow: int | None, classes: int, label: int | None) -> int:
+    """Images per row of a sample grid: `nrow` when given, else 8; but a conditional model drawing a
+    class per row (no `label`) gets shorter rows when 8 a row would leave classes out: n // classes."""
+    if nrow is not None:
+        return nrow
+    if classes and label is None and -(-n // 8) < classes:
+        return max(1, n // classes)
+    return 8
+
+
 def sample(family: str | None = None, *, checkpoint: str | Path | None = None, seeds: list[int] | None = None,
-           label: int | None = None, nrow: int = 8, out: str | Path, device: str = "cpu",
+           label: int | None = None, nrow: int | None = None, out: str | Path, device: str = "cpu",
            truncation: float | None = None, outdir: str | Path | None = None, scale: int = 1,
            annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
     """Prior samples, one image per seed, as one grid (in the format the extension of `out` names). A cvae,
-    or a conditional stylegan, without `label` draws one class per row (0-9 in turn; by default ten rows). A stylegan uses the
+    or a conditional stylegan, without `label` draws one class per row (row r: class r % classes; by
+    default ten rows of 8, and with fewer seeds than that, rows short enough that every class gets one;
+    see `grid_row_length`). A stylegan uses the
     truncation trick (default 0.7; 1 turns it off) and draws each image's z and noise from its own seed; an
     imported StyleGAN2 draws z as NVIDIA's tools do, with their defaults (truncation 1, their constant noise:
     `noise_mode` const, random or none), `truncation_cutoff` truncating only the first layers.
+    `nrow`: images per row (default 8).
 
     `outdir`: also one PNG per seed there (seed0042.png). `scale`: upsample the images (nearest).
     `annotate`: head each row with its label (cvae) or its seeds."""
@@ -76,7 +89,8 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
     out = check_image_path(Path(out))
     if outdir is not None:
         check_folder(outdir)
-    check_positive(nrow=nrow)
+    if nrow is not None:
+        check_positive(nrow=nrow)
     check_truncation(truncation)
     check_scale(scale)
     model, meta = _open("sample", family, checkpoint, device)
@@ -86,9 +100,10 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
             raise OptionError("--label needs a conditional model (a cvae, or a stylegan trained with --cond)")
         if seeds is None:  # 64, or 8 of a network of 256 px and more
             many = 64 if model.synthesis.layer_resolutions[-1] < 256 else 8
-            seeds = list(range(nrow * classes if classes and label is None else many))
+            seeds = list(range((nrow or 8) * classes if classes and label is None else many))
         if not seeds:
             raise OptionError("no seeds to sample")
+        nrow = grid_row_length(len(seeds), nrow, classes, label)
         labels = (stylegan_inference.class_rows(len(seeds), nrow, classes) if label is None
                   else torch.full((len(seeds),), label))
         if truncation is None:
@@ -105,9 +120,10 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
         _check_label(model, label)
         classes = model.config.num_classes
         if seeds is None:
-            seeds = list(range(nrow * classes if classes and label is None else 64))
+            seeds = list(range((nrow or 8) * classes if classes and label is None else 64))
         if not seeds:
             raise OptionError("no seeds to sample")
+        nrow = grid_row_length(len(seeds), nrow, classes, label)
         labels = inference.sample_labels(model, len(seeds), label, nrow)
         images = inference.prior_samples(model, seeds, labels)
     if outdir is not None:
@@ -149,7 +165,7 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
 
     value_range: "prior" (default; Kingma & Welling's Fig. 4: evenly spaced quantiles of the standard
     normal prior), "minmax" (the range of the test set's latent means, stored in the checkpoint) or (LO, HI).
-    annotate: the z values along the axes. animate: an animation (.gif or .webp) that walks the grid's
+    annotate: the z values along the axes (and a cvae's label in the corner). animate: an animation (.gif or .webp) that walks the grid's
     cells row by row, alternating direction, each frame captioned with its z when `annotate`.
     """
     check_numbers(locals())
@@ -189,14 +205,15 @@ def latent_grid(family: str | None = None, *, checkpoint: str | Path | None = No
         captions = None
         if annotate:
             z = inference.grid_codes(xs, ys, dims, latent)
-            captions = [f"z{dims[0]} {z[i, dims[0]]:.2f}, z{dims[1]} {z[i, dims[1]]:.2f}" for i in order]
+            head = "" if label is None else f"label {label}: "
+            captions = [f"{head}z{dims[0]} {z[i, dims[0]]:.2f}, z{dims[1]} {z[i, dims[1]]:.2f}" for i in order]
         return save_animation(images[order], out, scale=scale, captions=captions)
     cols = rows = None
     if annotate:
         cols = [f"{x:.2f}" for x in xs.tolist()]
         rows = [f"{y:.2f}" for y in ys.flip(0).tolist()]
     return save_grid(images, out, nrow=steps, scale=scale, col_labels=cols, row_labels=rows,
-                     corner=f"z{dims[1]} \\ z{dims[0]}" if annotate else "")
+                     corner=(("" if label is None else f"label {label}: ") + f"z{dims[1]} \\ z{dims[0]}") if annotate else "")
 
 
 def _test_set(meta: dict, data_dir):
@@ -204,10 +221,11 @@ def _test_set(meta: dict, data_dir):
 
 
 def reconstruct(family: str | None = None, *, checkpoint: str | Path | None = None, n: int = 50, nrow: int = 10,
-                seed: int = 0, data_dir: str | Path | None = None, out: str | Path, device: str = "cpu"
-                ) -> tuple[Path, float]:
+                seed: int = 0, data_dir: str | Path | None = None, out: str | Path, device: str = "cpu",
+                annotate: bool = False) -> tuple[Path, float]:
     """Random test images, each row of inputs followed by a row of their reconstructions (decoded from
-    the latent mean; a cvae is given the true label). Returns the PNG path and the images' mean loss."""
+    the latent mean; a cvae is given the true label); `annotate` labels the rows "input" and
+    "reconstruction". Returns the PNG path and the images' mean loss."""
     check_numbers(locals())
     out = check_image_path(Path(out))
     model, meta = _open("reconstruct", family, checkpoint, device)
@@ -219,7 +237,8 @@ def reconstruct(family: str | None = None, *, checkpoint: str | Path | None = No
     images, labels = test.images[pick], test.labels[pick]
     grid = inference.reconstruction_rows(model, images, labels, nrow)
     metrics, _ = inference.evaluate(model, images, labels, seed=seed)
-    return save_grid(grid, out, nrow=nrow), metrics["loss"]
+    rows = ["input", "reconstruction"] * -(-n // nrow) if annotate else None
+    return save_grid(grid, out, nrow=nrow, row_labels=rows), metrics["loss"]
 
 
 def evaluate(family: str | None = None, *, checkpoint: str | Path | None = None,

@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli.shared import (DataDirOpt, DeviceName, DeviceOpt, Direction, JsonOpt, app, download_bar, examples,
-                               fails_cleanly, finish, import_app, warn_skipped)
+from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, Direction, JsonOpt, app, download_bar,
+                               examples, fails_cleanly, finish, import_app, warn_skipped)
 from gencli.errors import OptionError
 
 
@@ -29,11 +29,12 @@ BaseUrlOpt = Annotated[Optional[str], typer.Option(help="Mirror to download from
 @app.command(epilog=examples(
     "gencli translate monet2photo painting.jpg -o photo.png   # Monet to photo",
     "gencli translate monet2photo holiday/ --direction b2a --outdir paintings/",
-    "gencli translate runs/h2z horse.jpg --json"))
+    "gencli translate bundled:monet2photo painting.jpg        # the bundled one, whatever runs/ holds",
+    "gencli translate -c runs/h2z horse.jpg --json"))
 @fails_cleanly
 def translate(
-    model: Annotated[str, typer.Argument(help="Model name (runs/NAME, an imported or a bundled model), a run folder or a checkpoint file.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders of images.")],
+    model: Annotated[Optional[str], typer.Argument(metavar="MODEL", show_default=False, help="Model name (runs/NAME, an imported or a bundled model), a model id (bundled:monet2photo, run:NAME, imported:NAME; `gencli models` lists them), a run folder or a checkpoint file; left out with -c.")] = None,
+    inputs: Annotated[Optional[list[Path]], typer.Argument(metavar="IMAGE", show_default=False, help="Image files and/or folders of images.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file for one image (a folder for several, as --outdir; default: ./STEM_DIRECTION.png).")] = None,
     outdir: Annotated[Optional[Path], typer.Option("--outdir", help="Folder for the translations (default for folders: ./FOLDER_DIRECTION/).")] = None,
     direction: Annotated[Direction, typer.Option(help="a2b (AtoB; e.g. monet2photo: painting to photo) or b2a (BtoA).")] = Direction.a2b,
@@ -42,13 +43,22 @@ def translate(
     precision: Annotated[Precision, typer.Option(help="auto (bf16 on CUDA or a CPU with native bf16, else fp32), fp32, or bf16 (CPU or CUDA) / fp16 (CUDA) autocast.")] = Precision.auto,
     device: DeviceOpt = DeviceName.auto,
     as_json: JsonOpt = False,
+    checkpoint: CheckpointOpt = None,
 ) -> None:
     """Translate images of any size with a CycleGAN generator; the output keeps the input's size."""
     from gencli import api
 
+    inputs = list(inputs or [])
+    if checkpoint is not None and model is not None:
+        inputs.insert(0, Path(model))  # with -c, every positional argument is an image
+    elif model is None:
+        raise OptionError("name a model (e.g. `gencli translate monet2photo IMAGE`) or pass -c PATH")
+    if not inputs:
+        raise OptionError("name the images to translate, e.g. `gencli translate monet2photo painting.jpg`")
     if output is not None and outdir is not None:
         raise OptionError("give -o/--output or --outdir, not both")
-    paths = api.translate(model, inputs, out=output or outdir, direction=direction.value, size=size,
+    paths = api.translate(model if checkpoint is None else None, inputs, checkpoint=checkpoint,
+                          out=output or outdir, direction=direction.value, size=size,
                           device=device.value, precision=precision.value, tile=tile, on_skip=warn_skipped)
     where = paths[0] if len(paths) == 1 else f"{paths[0].parent} ({len(paths)} images)"
     finish(as_json, f"Translated ({direction.value}) image{'s' if len(paths) > 1 else ''} written to {where}",
@@ -67,9 +77,16 @@ def download(
     force: Annotated[bool, typer.Option(help="Replace the data set if it is already there.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Download, verify and unpack an official CycleGAN data set into the data directory."""
+    """Download, verify and unpack an official CycleGAN data set into the data directory (a data set
+    already there is kept: --force downloads it again)."""
     from gencli import api
 
+    present = None if force else api.downloaded_dataset(name, data_dir=data_dir)
+    if present is not None:
+        finish(as_json, f"{name} is already in {present} (--force downloads it again); train with: "
+                        f"gencli train cyclegan --data {present}",
+               folder=str(present), downloaded=False, next=f"gencli train cyclegan --data {present}")
+        return
     update, stop = download_bar(f"{name}.zip")
     try:
         folder = api.download_dataset(name, data_dir=data_dir, base_url=base_url, md5=md5, force=force,
@@ -77,7 +94,7 @@ def download(
     finally:
         stop()
     finish(as_json, f"{name} unpacked into {folder}; train with: gencli train cyclegan --data {folder}",
-           folder=str(folder), next=f"gencli train cyclegan --data {folder}")
+           folder=str(folder), downloaded=True, next=f"gencli train cyclegan --data {folder}")
 
 
 @app.command("download-weights", epilog=examples(

@@ -173,7 +173,45 @@ def training_result(family: str, model: Path, progress: TrainingProgress) -> tup
     metrics = json.loads(lines[-1]) if lines else {}
     seconds = getattr(progress, "seconds", 0.0)
     nxt = NEXT[family].format(run=run)
-    listed = ", ".join(top) + (f", samples/ ({len(samples)} grids)" if samples else "")
+    listed = ", ".join(top) + (f", samples/ ({len(samples)} grid{'' if len(samples) == 1 else 's'})" if samples else "")
     text = f"Model written to {model}\nDone in {clock(seconds)}; {run}/ holds {listed}\nNext: {nxt}"
     return text, {"model": str(model), "run_dir": str(run), "seconds": round(seconds, 1), "files": files,
                   "metrics": metrics, "next": nxt}
+
+
+class StageProgress:
+    """`progress(stage, done, total)` of a long computation in stages (`gencli evaluate`: features of the
+    reference images, samples, translations): on a terminal a bar per stage with its ETA; otherwise a
+    plain line every `log_every` seconds and at the end of each stage. Use as a context manager."""
+
+    def __init__(self, *, log_every: float = 30.0, terminal: bool | None = None):
+        self.log_every = log_every
+        self.terminal = console.is_terminal if terminal is None else terminal
+        self.bar, self.tasks, self.started, self.t_log = None, {}, {}, time.perf_counter()
+
+    def __enter__(self):
+        if self.terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                                transient=True)
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        start, first = self.started.setdefault(stage, (now, done))  # the rate counts from the first report
+        if self.bar is not None:
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total, completed=done)
+            self.bar.update(self.tasks[stage], completed=done, total=total)
+        elif done >= total or now - self.t_log >= self.log_every:
+            self.t_log = now
+            elapsed = now - start
+            eta = clock(elapsed * (total - done) / (done - first)) if done > first else "?"
+            console.print(f"{stage} {done}/{total}  elapsed {clock(elapsed)}  eta {eta}", markup=False)

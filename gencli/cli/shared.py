@@ -74,13 +74,23 @@ def resolve_aliases(command, args: list[str]) -> list[str]:
     return out
 
 
+# The words of the command being run, as typed after `gencli` (["translate"], ["train", "vae"]).
+_command_words: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("gencli_command", default=())
+
+
 class AliasGroup(TyperGroup):
-    """A command group whose commands accept the hidden aliases of ALIASES."""
+    """A command group whose commands accept the hidden aliases of ALIASES (and that notes which command
+    runs, for the lines that name a command to type)."""
 
     def resolve_command(self, ctx, args):
         name, cmd, rest = super().resolve_command(ctx, args)
         if cmd is not None and not hasattr(cmd, "commands"):  # a command, not a group
             rest = resolve_aliases(cmd, rest)
+            words, up = [name], ctx
+            while up is not None and up.parent is not None:
+                words.insert(0, up.info_name)
+                up = up.parent
+            _command_words.set(tuple(words))
         return name, cmd, rest
 
 
@@ -120,16 +130,26 @@ class Direction(str, Enum):  # AtoB and BtoA (the reference code's names) are ac
 
 
 # The option vocabulary (see the module docstring).
-ModelArg = Annotated[Optional[str], typer.Argument(
-    metavar="[MODEL]", show_default=False,
-    help="Model: a family (vae, cvae, stylegan), a model name, a run folder or a checkpoint file.")]
+def model_argument(accepts: str):
+    """The positional MODEL of a command that reads a model; `accepts` names the families it takes."""
+    return Annotated[Optional[str], typer.Argument(
+        metavar="MODEL", show_default=False,
+        help=f"Model: {accepts}, a model id (bundled:NAME, run:NAME, imported:NAME; `gencli models` lists "
+             "them), a run folder or a checkpoint file.")]
+
+
+ModelArg = model_argument("vae, cvae, stylegan or another model name")  # sample
+VaeModelArg = model_argument("vae, cvae or another model name of those families")  # latent-grid, reconstruct
+StyleganModelArg = model_argument("stylegan or another stylegan model name")  # style-mix, interpolate
+EvaluateModelArg = model_argument("vae, cvae, stylegan, a cyclegan such as monet2photo, or another model name")
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", hidden=True, help="Same as MODEL.")]
 CheckpointOpt = Annotated[Optional[Path], typer.Option(
     "--checkpoint", "-c", help="Checkpoint file or run folder (default: runs/MODEL, an imported MODEL, the bundled one).")]
 DeviceOpt = Annotated[DeviceName, typer.Option(help="Where to run: auto picks CUDA when available.")]
 DataDirOpt = Annotated[Optional[Path], typer.Option(help="Data directory (default: $GENCLI_DATA_DIR, else a per-user cache).")]
 LabelOpt = Annotated[Optional[int], typer.Option(help="Class to condition on (cvae, or stylegan trained with --cond), e.g. a digit 0-9.")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Image file to write; its extension names the format: .png, .jpg, .webp or .gif.")]
+CvaeLabelOpt = Annotated[Optional[int], typer.Option("--label", help="The digit to draw across the grid (a cvae; implies cvae), e.g. 0-9.")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Image file to write (an existing one is replaced); its extension names the format: .png, .jpg, .webp or .gif. The default name says what varies, e.g. cvae_samples_label3.png.")]
 ScaleOpt = Annotated[int, typer.Option(help="Upsample the images K times (nearest neighbour), for viewing.", metavar="K")]
 class NoiseMode(str, Enum):
     const = "const"
@@ -165,16 +185,22 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+# A command that uses a model of FAMILY, for the line that names the model a training shadows.
+USED_BY = {"vae": "sample {id}", "cvae": "sample {id}", "stylegan": "sample {id}", "cyclegan": "translate {id} IMAGE"}
+
+
 def _model_line(source) -> None:
+    words = list(_command_words.get())
     if source.origin == "training":
         if source.shadows and is_main_process():
+            use = USED_BY.get(words[-1] if words else "", "info {id}").format(id=f"{source.shadows}:{source.name}")
             console.print(f"Note: {source.path.parent} will shadow the {source.shadows} {source.name}: commands "
-                          f"naming {source.name} will use this run instead (choose another with -c PATH)",
-                          markup=False)
+                          f"naming {source.name} will use this run instead; `gencli {use}` still uses the "
+                          f"{source.shadows} one", markup=False)
         return
     _models_used.get([]).append(source)
     if is_main_process():
-        console.print(f"Model: {source.describe()}", markup=False)
+        console.print(f"Model: {source.describe(' '.join(['gencli', *words]))}", markup=False)
 
 
 def error_line(e: BaseException) -> str | None:
@@ -317,3 +343,28 @@ def model_choice(model: str | None, checkpoint: Path | None) -> tuple[str | None
     if checkpoint is not None:
         raise OptionError(f"MODEL {model} and --checkpoint both name a model; give one")
     return None, info.locate_model(model)  # with its provenance: bundled, imported, run folder, file
+
+
+def model_stem(family: str | None, checkpoint, default: str) -> str:
+    """The model's part of a default output name: the family named, else the model's name (an id's or a
+    name's), the run folder's or the file's name, else `default`."""
+    if family:
+        return family
+    name = getattr(checkpoint, "name", None)
+    path = getattr(checkpoint, "path", checkpoint)
+    if isinstance(name, str) and hasattr(checkpoint, "origin"):  # a located model
+        return name
+    if isinstance(path, Path):
+        return path.parent.name if path.name == "model.safetensors" else (path.name if path.is_dir() else path.stem)
+    return default
+
+
+def default_output(stem: str, *parts: str | None, suffix: str = ".png") -> Path:
+    """The file a command writes without -o: STEM_PART_..., naming what varies (label3, minmax, x2, ...),
+    so that one variant does not replace another."""
+    return Path("_".join([stem, *(p for p in parts if p)]) + suffix)
+
+
+def replacing(path: Path) -> str:
+    """What a result line adds when the command is about to replace a file that exists."""
+    return " (replacing the file that was there)" if Path(path).is_file() else ""

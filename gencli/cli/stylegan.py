@@ -11,15 +11,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli.shared import (CheckpointOpt, DeviceName, DeviceOpt, JsonOpt, ModelArg, NoiseModeOpt, OutputOpt,
-                               ScaleOpt, TruncationCutoffOpt, app, examples, fails_cleanly, finish, grouped, import_app,
-                               model_choice)
+from gencli.cli.shared import (CheckpointOpt, DeviceName, DeviceOpt, JsonOpt, NoiseModeOpt, OutputOpt, ScaleOpt,
+                               StyleganModelArg, TruncationCutoffOpt, app, default_output, examples, fails_cleanly,
+                               finish, grouped, import_app, model_choice, model_stem, replacing)
 from gencli.errors import OptionError
 
 
 TruncationOpt = Annotated[Optional[float], typer.Option(help="Truncation psi in [0, 1]: w_avg + psi (w - w_avg); 1 disables it (default 0.7; 1 for an imported StyleGAN2, as NVIDIA's tools).")]
 NoiseSeedOpt = Annotated[int, typer.Option(help="Seed of the per-pixel noise of --noise-mode random, the same for every image.")]
-ClassOpt = Annotated[Optional[int], typer.Option("--label", help="Class to draw, for a model trained with --cond (default 0).")]
+ClassOpt = Annotated[Optional[int], typer.Option("--label", help="Class to draw, for a conditional model (default: seed s draws class s % classes, so the classes show).")]
 
 
 @dataclass
@@ -37,6 +37,11 @@ class Drawing:
     device: DeviceOpt = DeviceName.auto
     as_json: JsonOpt = False
 
+    def default_output(self, stem: str, annotate: bool) -> Path:
+        """The file written without -o, named after what varies (gencli.cli.shared.default_output)."""
+        return default_output(stem, None if self.label is None else f"label{self.label}", "annotated" if annotate else None,
+                              f"x{self.scale}" if self.scale > 1 else None)
+
     def stylegan2_options(self) -> dict:
         """The StyleGAN2 options of the drawing, as the api takes them."""
         return {"noise_mode": self.noise_mode.value if self.noise_mode else None, "truncation_cutoff": self.truncation_cutoff}
@@ -48,7 +53,7 @@ class Drawing:
 @fails_cleanly
 @grouped("draw", Drawing)
 def style_mix(
-    model: ModelArg = None,
+    model: StyleganModelArg = None,
     rows: Annotated[str, typer.Option(help="Seeds of the rows: their coarse styles (layers below --cutoff); w files of `gencli project` too.")] = "0-3",
     cols: Annotated[str, typer.Option(help="Seeds of the columns: their fine styles; w files too.")] = "4-7",
     cutoff: Annotated[int, typer.Option(help="Style layers taken from the row seed (4 = the 4 and 8 px layers).")] = 4,
@@ -59,11 +64,13 @@ def style_mix(
     from gencli import api
 
     checkpoint = stylegan_checkpoint(model, draw.checkpoint)
+    out = draw.output or draw.default_output(model_stem(None, checkpoint, "stylegan") + "_style_mix", annotate)
+    replaced = replacing(out)
     path = api.style_mix(checkpoint=checkpoint, rows=api.common.parse_seed_items(rows, "--rows"),
                          cols=api.common.parse_seed_items(cols, "--cols"), cutoff=cutoff, truncation=draw.truncation,
-                         noise_seed=draw.noise_seed, label=draw.label, out=draw.output or Path("stylegan_style_mix.png"),
-                         device=draw.device.value, scale=draw.scale, annotate=annotate, **draw.stylegan2_options())
-    finish(draw.as_json, f"Style-mixing grid written to {path}", output=str(path))
+                         noise_seed=draw.noise_seed, label=draw.label, out=out, device=draw.device.value,
+                         scale=draw.scale, annotate=annotate, **draw.stylegan2_options())
+    finish(draw.as_json, f"Style-mixing grid written to {path}{replaced}", output=str(path))
 
 
 @app.command(epilog=examples(
@@ -72,7 +79,7 @@ def style_mix(
 @fails_cleanly
 @grouped("draw", Drawing)
 def interpolate(
-    model: ModelArg = None,
+    model: StyleganModelArg = None,
     seeds: Annotated[str, typer.Option(help="Two or more seeds or w files of `gencli project`; one strip per consecutive pair, e.g. 0,1 or 0-3 or photo_w.safetensors,0.")] = "0,1",
     steps: Annotated[int, typer.Option(help="Images per strip, ends included.")] = 8,
     annotate: Annotated[bool, typer.Option(help="Head each strip with its seeds (an animation: each frame with its seeds and t).")] = False,
@@ -83,11 +90,12 @@ def interpolate(
     from gencli import api
 
     checkpoint = stylegan_checkpoint(model, draw.checkpoint)
+    out = draw.output or draw.default_output(model_stem(None, checkpoint, "stylegan") + "_interpolation", annotate)
+    replaced = replacing(out)
     path = api.interpolate(checkpoint=checkpoint, seeds=api.common.parse_seed_items(seeds), steps=steps,
-                           truncation=draw.truncation, noise_seed=draw.noise_seed, label=draw.label,
-                           out=draw.output or Path("stylegan_interpolation.png"), device=draw.device.value,
-                           scale=draw.scale, annotate=annotate, **draw.stylegan2_options())
-    finish(draw.as_json, f"Interpolation written to {path}", output=str(path))
+                           truncation=draw.truncation, noise_seed=draw.noise_seed, label=draw.label, out=out,
+                           device=draw.device.value, scale=draw.scale, annotate=annotate, **draw.stylegan2_options())
+    finish(draw.as_json, f"Interpolation written to {path}{replaced}", output=str(path))
 
 
 def stylegan_checkpoint(model: str | None, checkpoint: Path | None) -> Path | None:

@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from gencli.cli.shared import (CheckpointOpt, DataDirOpt, DeviceName, DeviceOpt, JsonOpt, LabelOpt, ModelArg, ModelOpt,
-                               NoiseModeOpt, OutputOpt, ScaleOpt, TruncationCutoffOpt, app, examples, fails_cleanly, finish,
-                               model_choice, model_name)
+from gencli.cli.progress import StageProgress
+from gencli.cli.shared import (CheckpointOpt, CvaeLabelOpt, DataDirOpt, DeviceName, DeviceOpt, EvaluateModelArg, JsonOpt,
+                               LabelOpt, LogEveryOpt, ModelArg, ModelOpt, NoiseModeOpt, OutputOpt, ScaleOpt, TruncationCutoffOpt,
+                               VaeModelArg, app, default_output, examples, fails_cleanly, finish, model_choice,
+                               model_name, model_stem, replacing)
 from gencli.errors import OptionError
 
 @app.command(epilog=examples(
@@ -21,7 +23,7 @@ from gencli.errors import OptionError
 def sample(
     model: ModelArg = None,
     n: Annotated[Optional[int], typer.Option("-n", help="Number of images (default 64; cvae: 10 rows).")] = None,
-    nrow: Annotated[int, typer.Option(help="Images per row.")] = 8,
+    nrow: Annotated[Optional[int], typer.Option(help="Images per row (default 8; a conditional model without --label: fewer when 8 a row would leave a class out).")] = None,
     seed: Annotated[int, typer.Option(help="First seed; image i uses seed+i.")] = 0,
     seeds: Annotated[Optional[str], typer.Option(help="Explicit seeds, e.g. 0-63 or 1,5,9 (overrides -n/--seed); stylegan: w files of `gencli project` too, e.g. photo_w.safetensors,0-6.")] = None,
     label: LabelOpt = None,
@@ -49,29 +51,34 @@ def sample(
         seed_list = api.common.parse_seeds(f"{seed}-{seed + n - 1}", "-n/--seed")
     else:
         seed_list = None
-    out = output or Path(f"{family or 'model'}_samples.png")
+    out = output or default_output(f"{model_stem(family, checkpoint, 'model')}_samples",
+                                   None if label is None else f"label{label}", "annotated" if annotate else None,
+                                   f"x{scale}" if scale > 1 else None)
+    replaced = replacing(out)
     path = api.sample(family, checkpoint=checkpoint, seeds=seed_list, label=label, nrow=nrow, out=out,
                       device=device.value, truncation=truncation, outdir=outdir, scale=scale, annotate=annotate,
                       noise_mode=noise_mode.value if noise_mode else None, truncation_cutoff=truncation_cutoff)
     names, legend = api.class_names(family, checkpoint), ""
+    digits = names == [str(k) for k in range(len(names))]  # digits need no legend
     if names and label is not None:
-        legend = f" (class {label}: {names[label]})"
+        legend = f" (class {label})" if digits else f" (class {label}: {names[label]})"
     elif names:
         legend = f"; row r shows class r % {len(names)}"
-        if names != [str(k) for k in range(len(names))]:  # digits need no legend
+        if not digits:
             legend += ": " + ", ".join(f"{k} {name}" for k, name in enumerate(names))
-    finish(as_json, f"Samples written to {path}{legend}" + (f"; one PNG per seed in {outdir}" if outdir else ""),
+    finish(as_json, f"Samples written to {path}{replaced}{legend}" + (f"; one PNG per seed in {outdir}" if outdir else ""),
            output=str(path), seeds=seed_list, outdir=str(outdir) if outdir else None, classes=names or None)
 
 
 @app.command("latent-grid", epilog=examples(
     "gencli latent-grid                     # vae_latent_grid.png",
+    "gencli latent-grid --range minmax      # vae_latent_grid_minmax.png",
     "gencli latent-grid cvae --label 8 -o eights.png",
     "gencli latent-grid -c runs/vae16 --dims 0,1 --range=-3,3"))
 @fails_cleanly
 def latent_grid(
-    model: ModelArg = None,
-    label: LabelOpt = None,
+    model: VaeModelArg = None,
+    label: CvaeLabelOpt = None,
     steps: Annotated[int, typer.Option(help="Grid size: steps x steps images.")] = 8,
     range_: Annotated[str, typer.Option("--range", help="prior: the standard normal's quantiles at (i + 0.5)/steps (Kingma & Welling, Fig. 4); minmax: the test set's range of latent means; or LO,HI (evenly spaced).", metavar="prior|minmax|LO,HI")] = "prior",
     dims: Annotated[Optional[str], typer.Option(help="The two latent dimensions to span, I,J (needed beyond 2-D).")] = None,
@@ -92,19 +99,27 @@ def latent_grid(
     dim_pair = api.common.parse_ints(dims, "--dims") if dims else None
     if dim_pair is not None and len(dim_pair) != 2:
         raise OptionError("--dims takes two dimensions, e.g. 0,1")
-    default = f"{family or ('cvae' if label is not None else 'vae')}_latent_grid" + (f"_label{label}" if label is not None else "")
+    stem = model_stem(family, checkpoint, "cvae" if label is not None else "vae")
+    span = None if range_ == "prior" else ("minmax" if range_ in ("minmax", "auto") else
+                                           "range" + range_.replace(",", "_").replace(" ", ""))
+    out = output or default_output(
+        f"{stem}_latent_grid", None if label is None else f"label{label}", span,
+        f"dims{dim_pair[0]}-{dim_pair[1]}" if dim_pair else None, f"steps{steps}" if steps != 8 else None,
+        "annotated" if annotate else None, f"x{scale}" if scale > 1 else None, suffix=".gif" if animate else ".png")
+    replaced = replacing(out)
     path = api.latent_grid(family, checkpoint=checkpoint, steps=steps, value_range=range_, label=label,
-                           dims=dim_pair, out=output or Path(default + (".gif" if animate else ".png")),
-                           device=device.value, scale=scale, annotate=annotate, animate=animate)
-    finish(as_json, f"Latent grid written to {path}", output=str(path))
+                           dims=dim_pair, out=out, device=device.value, scale=scale, annotate=annotate,
+                           animate=animate)
+    finish(as_json, f"Latent grid written to {path}{replaced}", output=str(path))
 
 
 @app.command(epilog=examples(
     "gencli reconstruct cvae -n 50          # cvae_reconstructions.png, mean loss",
+    "gencli reconstruct --annotate          # vae_reconstructions_annotated.png: rows labelled",
     "gencli reconstruct -c runs/vae --json"))
 @fails_cleanly
 def reconstruct(
-    model: ModelArg = None,
+    model: VaeModelArg = None,
     n: Annotated[int, typer.Option("-n", help="Number of test images.")] = 50,
     nrow: Annotated[int, typer.Option(help="Images per row; each row of inputs is followed by its reconstructions.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed that picks the test images.")] = 0,
@@ -114,15 +129,18 @@ def reconstruct(
     device: DeviceOpt = DeviceName.auto,
     as_json: JsonOpt = False,
     model_opt: ModelOpt = None,
+    annotate: Annotated[bool, typer.Option(help="Label the rows: input, reconstruction.")] = False,
 ) -> None:
-    """Show random test images over their reconstructions, and their mean loss."""
+    """Show random test images over their reconstructions, and their mean loss (a vae or cvae)."""
     from gencli import api
 
     family, checkpoint = model_choice(model_name(model, model_opt), checkpoint)
-    out = output or Path(f"{family or 'vae'}_reconstructions.png")
+    out = output or default_output(f"{model_stem(family, checkpoint, 'vae')}_reconstructions",
+                                   "annotated" if annotate else None)
+    replaced = replacing(out)
     path, loss = api.reconstruct(family, checkpoint=checkpoint, n=n, nrow=nrow, seed=seed, data_dir=data_dir,
-                                 out=out, device=device.value)
-    finish(as_json, f"Reconstructions written to {path}; mean loss {loss:.2f} nats per image",
+                                 out=out, device=device.value, annotate=annotate)
+    finish(as_json, f"Reconstructions written to {path}{replaced}; mean loss {loss:.2f} nats per image",
            output=str(path), loss=loss)
 
 
@@ -130,19 +148,22 @@ def reconstruct(
     "gencli evaluate vae                    # runs/vae, else the bundled vae",
     "gencli evaluate cvae --json            # {\"loss\": ..., \"models\": [...]}",
     "gencli evaluate monet2photo --json     # fid_a2b, kid_a2b, ... and the untranslated baselines",
-    "gencli evaluate stylegan --samples 2000"))
+    "gencli evaluate stylegan --samples 200 --reference 200   # a quick look (default 1000 of each)",
+    "gencli evaluate monet2photo --max-images 100   # a quick look: 100 images per folder"))
 @fails_cleanly
 def evaluate(
-    model: ModelArg = None,
+    model: EvaluateModelArg = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: the scores and the model used.")] = False,
     data: Annotated[Optional[str], typer.Option(help="stylegan/cyclegan: the data set to compare with (default: the model's own).")] = None,
     data_dir: DataDirOpt = None,
     inception: Annotated[Optional[Path], typer.Option(envvar="GENCLI_INCEPTION", help="stylegan/cyclegan: the Inception-v3 TorchScript file of the StyleGAN/clean-fid tools (default: the cache, else downloaded once).")] = None,
-    samples: Annotated[int, typer.Option(help="stylegan: samples to score (seeds 0, 1, ...).")] = 10000,
-    reference: Annotated[int, typer.Option(help="stylegan: training images to compare with (a fixed subset).")] = 10000,
+    samples: Annotated[int, typer.Option(help="stylegan: samples to score (seeds 0, 1, ...): minutes on a CPU; FID falls as N grows, so compare scores at equal N (papers use 50000).")] = 1000,
+    reference: Annotated[int, typer.Option(help="stylegan: training images to compare with (a fixed subset).")] = 1000,
     checkpoint: CheckpointOpt = None,
     device: DeviceOpt = DeviceName.auto,
     model_opt: ModelOpt = None,
+    max_images: Annotated[Optional[int], typer.Option(help="cyclegan: at most N images of each test and training folder (a fixed subset; default all).")] = None,
+    log_every: LogEveryOpt = 30.0,
 ) -> None:
     """A model's scores: vae/cvae, the test-set loss (negative ELBO) in nats per image with its BCE and KL
     parts; stylegan and cyclegan, FID and KID against the training images (cyclegan: each direction,
@@ -150,9 +171,11 @@ def evaluate(
     from gencli import api
 
     family, checkpoint = model_choice(model_name(model, model_opt), checkpoint)
-    gan = {} if family in ("vae", "cvae") else dict(data=data, inception=inception, samples=samples,
-                                                      reference=reference)
-    metrics = api.evaluate(family, checkpoint=checkpoint, data_dir=data_dir, device=device.value, **gan)
+    with StageProgress(log_every=log_every) as progress:
+        gan = {} if family in ("vae", "cvae") else dict(data=data, inception=inception, samples=samples,
+                                                          reference=reference, max_images=max_images,
+                                                          progress=progress)
+        metrics = api.evaluate(family, checkpoint=checkpoint, data_dir=data_dir, device=device.value, **gan)
     if "loss" in metrics:
         text = f"test loss {metrics['loss']:.2f} nats/image (BCE {metrics['bce']:.2f} + KL {metrics['kl']:.2f})"
     elif "fid" in metrics:
@@ -164,7 +187,10 @@ def evaluate(
                      f"{100 * digits.get('accuracy', float('nan')):.2f}% the requested class" if "accuracy" in digits
                      else f"\ndigit classifier: {100 * digits['confident']:.1f}% confident")
     else:
+        counts = {"a2b": ("a", "b"), "b2a": ("b", "a")}
         text = "\n".join(f"{d}: FID {metrics[f'fid_{d}']:.1f}  KID x1000 {1000 * metrics[f'kid_{d}']:.1f}   "
                          f"untranslated: FID {metrics[f'baseline_fid_{d}']:.1f}  KID x1000 "
-                         f"{1000 * metrics[f'baseline_kid_{d}']:.1f}" for d in ("a2b", "b2a") if f"fid_{d}" in metrics)
+                         f"{1000 * metrics[f'baseline_kid_{d}']:.1f}   ({metrics[f'n_test_{counts[d][0]}']} test "
+                         f"images against {metrics[f'n_train_{counts[d][1]}']} training images)"
+                         for d in ("a2b", "b2a") if f"fid_{d}" in metrics)
     finish(as_json, text, **metrics)

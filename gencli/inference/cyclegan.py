@@ -23,8 +23,8 @@ from torch import nn
 
 from gencli.data import list_images, open_rgb
 from gencli.errors import GencliError
-from gencli.files import atomic_write, check_writable
-from gencli.images import check_image_path, save_image, to_unit
+from gencli.files import atomic_write
+from gencli.images import check_image_path
 from gencli.models.cyclegan import CycleGAN, InstanceNorm
 
 PRECISIONS = ("fp32", "bf16", "fp16")

@@ -63,12 +63,21 @@ def _cached(cache_dir: Path | None, feature_net: nn.Module, key: str, compute: C
     return feats
 
 
+def image_subset(files: list[Path], n: int | None, seed: int = 0) -> list[Path]:
+    """A fixed subset of at most `n` of `files` (in their order; drawn from `seed`); all when n is None."""
+    if n is None or n >= len(files):
+        return list(files)
+    keep = set(torch.randperm(len(files), generator=torch.Generator().manual_seed(seed))[:n].tolist())
+    return [f for i, f in enumerate(files) if i in keep]
+
+
 def folder_features(folder: Path, feature_net: nn.Module, *, batch_size: int = 50, cache_dir: Path | None = None,
-                    progress: Progress | None = None) -> torch.Tensor:
-    """Features (N, D) of every image in `folder`, each read at its own size."""
+                    progress: Progress | None = None, max_images: int | None = None) -> torch.Tensor:
+    """Features (N, D) of every image in `folder` (or of a fixed subset of `max_images`), each read at its
+    own size."""
     from gencli.data import list_images
 
-    files = list_images(Path(folder))
+    files = image_subset(list_images(Path(folder)), max_images)
     listing = "\n".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
     key = f"folder|{Path(folder).resolve()}|{hashlib.sha256(listing.encode()).hexdigest()}"
     stage = f"features of {Path(folder).name}"
@@ -95,8 +104,10 @@ def _scores(feats: torch.Tensor, ref: torch.Tensor, kid_subsets: int, kid_subset
 def evaluate_translation(model: nn.Module, root: str | Path, feature_net: nn.Module, *,
                          directions: tuple[str, ...] | None = None, precision: str = "fp32",
                          batch_size: int = 50, kid_subsets: int = 100, kid_subset_size: int = 1000,
-                         cache_dir: Path | None = None, progress: Progress | None = None) -> dict:
-    """FID and KID of a CycleGAN's translations, per direction, with the untranslated baseline.
+                         cache_dir: Path | None = None, progress: Progress | None = None,
+                         max_images: int | None = None) -> dict:
+    """FID and KID of a CycleGAN's translations, per direction, with the untranslated baseline; with
+    `max_images`, of a fixed subset of at most that many images of each folder (test and training).
 
     a2b: testA translated by G_AB vs trainB (baseline: testA as it is vs trainB);
     b2a: testB translated by G_BA vs trainA (baseline: testB vs trainA).
@@ -119,10 +130,10 @@ def evaluate_translation(model: nn.Module, root: str | Path, feature_net: nn.Mod
                                   f"train{target}")
         generator = model.generator(direction)
         ref = folder_features(root / f"train{target}", feature_net, batch_size=batch_size, cache_dir=cache_dir,
-                              progress=progress)
+                              progress=progress, max_images=max_images)
         inputs = folder_features(root / f"test{source}", feature_net, batch_size=batch_size,
-                                 cache_dir=cache_dir, progress=progress)
-        files = list_images(root / f"test{source}")
+                                 cache_dir=cache_dir, progress=progress, max_images=max_images)
+        files = image_subset(list_images(root / f"test{source}"), max_images)
         stage = f"translating test{source} ({direction})"
 
         def translated():

@@ -1,7 +1,8 @@
 """Using a trained StyleGAN: samples with the truncation trick, the style-mixing grid and interpolation
 in w space (Karras et al. 2019, Sec. 3 and Fig. 3). Tensors in and out, images in [0, 1]; every image
 draws its z and noise from its own seed, so it does not depend on the batch. A conditional model draws
-the class it is given (`labels`; default class 0). Where seeds go, a `FixedW` may stand (a projected photo,
+the class it is given (`labels`; `generate`'s default is class 0, and style mixing and interpolation draw
+each seed as its own class without one). Where seeds go, a `FixedW` may stand (a projected photo,
 gencli.inference.projection): its ws are used as they are, untruncated.
 
 Both StyleGAN families work here (gencli's own, gencli.models.stylegan, and NVIDIA's StyleGAN2,
@@ -103,6 +104,16 @@ def shared_noise(noise: list[torch.Tensor] | None, k: int) -> list[torch.Tensor]
     return None if noise is None else [n[:1].expand(k, -1, -1, -1) for n in noise]
 
 
+def seed_classes(G: Generator, seeds: list[int], label: int | None) -> torch.Tensor | int | None:
+    """What `style_mix` and `interpolate` draw each seed as: class `label` when given; else a conditional G
+    draws seed s as class s % classes, so that its pictures show the classes (and a seed is always the
+    same image); None for an unconditional G."""
+    classes = G.config.num_classes
+    if label is not None or not classes:
+        return label
+    return torch.tensor([s if isinstance(s, int) else 0 for s in seeds]) % classes  # a FixedW's class is in its w
+
+
 def class_rows(n: int, nrow: int, num_classes: int) -> torch.Tensor | None:
     """Labels of an n-image grid whose row r shows class r % num_classes (None when unconditional)."""
     return torch.arange(n) // nrow % num_classes if num_classes else None
@@ -202,12 +213,15 @@ def style_mix(G, row_seeds: list[int], col_seeds: list[int], cutoff: int, trunca
               noise_mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The paper's Fig. 3: cell (i, j) takes the styles of layers < `cutoff` (the coarse ones) from row
     seed i and the rest from column seed j; the noise is the same everywhere. Returns (row images (R, ...),
-    column images (C, ...), cells (R, C, ...)). cutoff 0 gives the column image, num_ws the row image."""
+    column images (C, ...), cells (R, C, ...)). cutoff 0 gives the column image, num_ws the row image.
+    A conditional G draws class `label`, or without it each seed as its class (see `seed_classes`)."""
     if not 0 <= cutoff <= G.num_ws:
         raise GencliError(f"--cutoff must be between 0 and {G.num_ws} (this model's style layers), got {cutoff}")
     G.eval()
-    rows, noise = item_ws(G, row_seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
-    cols, _ = item_ws(G, col_seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
+    rows, noise = item_ws(G, row_seeds, truncation, noise_seed, seed_classes(G, row_seeds, label), truncation_cutoff,
+                          noise_mode)
+    cols, _ = item_ws(G, col_seeds, truncation, noise_seed, seed_classes(G, col_seeds, label), truncation_cutoff,
+                      noise_mode)
     r, c = len(row_seeds), len(col_seeds)
     mixed = cols.unsqueeze(0).repeat(r, 1, 1, 1)  # (R, C, num_ws, w_dim)
     mixed[:, :, :cutoff] = rows[:, None, :cutoff]
@@ -230,13 +244,15 @@ def interpolate(G, seeds: list[int], steps: int = 8, truncation: float = 1.0, no
                 label: int | None = None, truncation_cutoff: int | None = None,
                 noise_mode: str | None = None) -> torch.Tensor:
     """Strips between consecutive seeds, linear in w: (len(seeds) - 1) * steps images, each strip starting
-    at one seed's image and ending at the next's; the noise is the same for every image."""
+    at one seed's image and ending at the next's; the noise is the same for every image. A conditional G
+    draws class `label`, or without it each seed as its class (see `seed_classes`): a strip from seed 0
+    to seed 1 turns a 0 into a 1."""
     if len(seeds) < 2:
         raise GencliError("interpolate needs at least two seeds, e.g. --seeds 0,1")
     if steps < 2:
         raise GencliError(f"--steps must be at least 2, got {steps}")
     G.eval()
-    ws, noise = item_ws(G, seeds, truncation, noise_seed, label, truncation_cutoff, noise_mode)
+    ws, noise = item_ws(G, seeds, truncation, noise_seed, seed_classes(G, seeds, label), truncation_cutoff, noise_mode)
     t = torch.linspace(0, 1, steps)[:, None, None]
     path = torch.cat([ws[k].lerp(ws[k + 1], t) for k in range(len(seeds) - 1)])  # lerp broadcasts over t
     return synthesize(G, path, shared_noise(noise, len(path)), noise_mode)

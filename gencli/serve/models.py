@@ -19,24 +19,22 @@ import shlex
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import torch
 
 # --- touch points with the rest of gencli ---------------------------------------------------------
 from gencli import api  # find_checkpoint (the CLI's default model), latent_grid
-from gencli.checkpoint import MODEL_FILE, load_model, read_metadata
+from gencli.checkpoint import load_model, read_metadata
 from gencli.data import load_idx_dataset, open_rgb
 from gencli.errors import GencliError
 from gencli.images import save_grid, to_pil, to_unit
 from gencli.inference import cyclegan, stylegan
 from gencli.models.cyclegan import DIRECTIONS
-from gencli.runs import find_checkpoint, models_dir
+from gencli.catalog import model_files  # the models and their ids, as `gencli models` lists them
+from gencli.runs import find_checkpoint
 from gencli.distributed import resolve_device
 
-BUNDLED_PACKAGE = "gencli.assets"  # where the bundled *.safetensors are shipped
-imported_models_dir = models_dir  # imported (converted) models: <dir>/NAME.safetensors
 
 
 def find_named_model(name: str) -> Path:
@@ -54,7 +52,6 @@ TRANSLATE_TILE = 512  # `gencli translate --tile` default
 
 VAE_FAMILIES = ("vae", "cvae")
 SOURCES = ("run", "imported", "bundled")  # listing order: the user's own models first
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # names that make ids (and shell words) as they are
 
 
 class NotFound(GencliError):
@@ -163,24 +160,13 @@ class ModelStore:
     # --- listing --------------------------------------------------------------------------------------
 
     def _candidates(self):
-        if self.runs_dir.is_dir():
-            for folder in sorted(self.runs_dir.iterdir()):
-                if (folder / MODEL_FILE).is_file():
-                    yield "run", folder.name, folder / MODEL_FILE
-        imported = self.imported_dir if self.imported_dir is not None else imported_models_dir()
-        if imported.is_dir():
-            for path in sorted(imported.glob("*.safetensors")):
-                yield "imported", path.stem, path
-        bundled = Path(str(resources.files(BUNDLED_PACKAGE)))
-        for path in sorted(bundled.glob("*.safetensors")):
-            yield "bundled", path.stem, path
+        """What the command line reaches by id (run:NAME, imported:NAME, bundled:NAME), the same listing."""
+        return model_files(self.runs_dir, self.imported_dir)
 
     def scan(self) -> list[ModelEntry]:
         """Look for models again; files that are not gencli checkpoints are left out."""
         entries = {}
         for source, name, path in self._candidates():
-            if not _NAME.match(name):
-                continue
             try:
                 meta = read_metadata(path)
             except GencliError:
@@ -308,7 +294,7 @@ class ModelStore:
     @staticmethod
     def _class(G, label: int | None) -> tuple[int | None, str, str]:
         """(label, option, file-name part) for a stylegan request: a conditional model draws class `label`
-        (default 0, as the CLI), an unconditional one refuses a label."""
+        (default 0; the command shown names it), an unconditional one refuses a label."""
         classes = G.config.num_classes
         if not classes:
             if label is not None:

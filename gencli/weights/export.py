@@ -2,8 +2,9 @@
 TorchScript (for C++ or Python without gencli), images in [0, 1], (N, C, H, W) float.
 
 - vae / cvae: the decoder, z (N, latent_dim) [and label (N,) int64 for a cvae] -> sigmoid(logits).
-- stylegan: the generator, z (N, z_dim) [and truncation (1,) unless baked in] -> image; the per-pixel noise
-  is fixed (drawn from noise seed 0, the same for every image, as `interpolate` and `style-mix` draw it).
+- stylegan: the generator, z (N, z_dim) [, label (N,) int64 for a conditional model] [, truncation (1,)
+  unless baked in] -> image; the per-pixel noise is fixed (drawn from noise seed 0, the same for every
+  image, as `interpolate` and `style-mix` draw it).
 - cyclegan: one generator, image (N, 3, H, W) -> image of the same size; H and W any multiples of 4.
 
 Every export is reloaded (torch.jit.load; onnxruntime when installed, else onnx's checker) and its output
@@ -63,8 +64,9 @@ def with_fixed_blurs(G: nn.Module) -> nn.Module:
     channels: dict[nn.Module, int] = {}
     hooks = [m.register_forward_pre_hook(lambda mod, args: channels.__setitem__(mod, args[0].shape[1]))
              for m in G.modules() if isinstance(m, Blur)]
+    labels = torch.zeros(1, dtype=torch.long) if G.config.num_classes else None
     with torch.no_grad():
-        G(torch.zeros(1, G.config.z_dim))
+        G(torch.zeros(1, G.config.z_dim), labels=labels)
     for h in hooks:
         h.remove()
     for module in list(G.modules()):
@@ -113,6 +115,19 @@ class StyleGAN2Sampler(nn.Module):
         return to_unit(G.synthesis(G.broadcast(w), None, "const"))
 
 
+class ConditionalStyleGANSampler(StyleGANSampler):
+    """z (N, z_dim), label (N,) int64 [, truncation (1,)] -> image in [0, 1]: a conditional generator, whose
+    truncation pulls each image toward its own class's mean w (as gencli samples it)."""
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor, truncation: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+        G = self.G
+        w = G.mapping(z, label)
+        psi = self.psi if truncation is None else truncation
+        center = G.w_avg[label]  # (N, w_dim)
+        w = center + psi * (w - center)
+        return to_unit(G.synthesis(G.broadcast(w), self.noise(z.shape[0])))
+
+
 class CycleGANTranslator(nn.Module):
     """image (N, 3, H, W) in [0, 1] -> translated image of the same size in [0, 1]."""
 
@@ -136,10 +151,15 @@ def image_network(model: nn.Module, family: str, *, direction: str = "a2b", trun
         return VAEDecoder(model), (z,), ["z"], {"z": {0: "n"}, "image": {0: "n"}}
     if family == "stylegan":
         z = torch.randn(4, model.config.z_dim, generator=g)
+        classes = model.config.num_classes
+        sampler = ConditionalStyleGANSampler if classes else StyleGANSampler
+        inputs, names, dynamic = (z,), ["z"], {"z": {0: "n"}, "image": {0: "n"}}
+        if classes:
+            inputs, names = (z, torch.arange(4) % classes), ["z", "label"]
+            dynamic["label"] = {0: "n"}
         if truncation is not None:
-            return StyleGANSampler(model, truncation), (z,), ["z"], {"z": {0: "n"}, "image": {0: "n"}}
-        return (StyleGANSampler(model), (z, torch.tensor([0.7])), ["z", "truncation"],
-                {"z": {0: "n"}, "image": {0: "n"}})
+            return sampler(model, truncation), inputs, names, dynamic
+        return sampler(model), (*inputs, torch.tensor([0.7])), [*names, "truncation"], dynamic
     if family == "stylegan2":
         z = torch.randn(4, model.config.z_dim, generator=g)
         labels = (torch.arange(4) % model.config.c_dim,) if model.config.c_dim else ()
@@ -166,7 +186,7 @@ def check_inputs(inputs: tuple, family: str) -> tuple:
     if family == "cyclegan":
         return (torch.rand(3, 3, 48, 72, generator=g),)
     z = torch.randn(3, inputs[0].shape[1], generator=g)
-    rest = tuple(torch.tensor([3, 1, 4]) % 10 if x.dtype == torch.int64 else x for x in inputs[1:])
+    rest = tuple(torch.tensor([3, 1, 4]) % (int(x.max()) + 1) if x.dtype == torch.int64 else x for x in inputs[1:])
     return (z, *rest)
 
 
