@@ -8,7 +8,6 @@ from pathlib import Path
 from gencli.catalog import ModelSource, describe_checkpoint, list_models, locate_checkpoint, watch_models
 from gencli.catalog import locate_model as _locate
 from gencli.catalog import path_argument
-from gencli.download import NETWORKS as STYLEGAN2_NETWORKS  # noqa: F401  (NVIDIA's, by name: download-weights)
 from gencli.registry import FAMILIES
 
 __all__ = ["FAMILY_NAMES", "MODEL_FAMILIES", "ModelSource", "describe_model", "list_models", "locate_checkpoint", "locate_model",
@@ -31,3 +30,10 @@ def describe_model(model: str | Path | ModelSource) -> ModelSource:
     """`model` located and described from its header alone: family, epoch, and in `details` the config,
     seed, version, metadata, parameter count and data types."""
     return describe_checkpoint(locate_model(model))
+
+
+def stylegan2_networks() -> tuple[str, ...]:
+    """The names of NVIDIA's StyleGAN2 networks that `download-weights` knows."""
+    from gencli.download import NETWORKS  # imported here: gencli.download loads torch (through gencli.files)
+
+    return tuple(NETWORKS)

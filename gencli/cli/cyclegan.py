@@ -119,9 +119,9 @@ def download_weights(
     then `style_monet` make one two-way monet2photo model.
     """
     from gencli import api
-    from gencli.api.info import STYLEGAN2_NETWORKS  # torch-free
+    from gencli.api.info import stylegan2_networks
 
-    if name in STYLEGAN2_NETWORKS:
+    if name in stylegan2_networks():
         if direction is not None:
             raise OptionError(f"--direction is for CycleGAN generators; {name} is a StyleGAN2 network")
         update, stop = download_bar(f"{name}.pkl")
