@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from compute_floor import matmul_gflops, step_flops  # benchmarks/compute_floor.py
+
 from gencli.checkpoint import load_model, save_model
 from gencli.models import stylegan2 as sg2
 
@@ -64,8 +64,8 @@ def cpu_description() -> str:
     model, flags = "unknown CPU", set()
     try:
         text = Path("/proc/cpuinfo").read_text()
-        model = re.search(r"^model name\s*:\s*(.*)$", text, re.M).group(1).strip()
-        flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split())
+        model = re.search(r"^model name\s*:\s*(.*)$", text, re.MULTILINE).group(1).strip()
+        flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE).group(1).split())
     except (OSError, AttributeError):
         pass
     units = [name for name, flag in (("AVX2", "avx2"), ("AVX512", "avx512f"), ("AVX512-BF16", "avx512_bf16"),
@@ -83,7 +83,7 @@ def random_generator(config: sg2.StyleGAN2Config) -> sg2.Generator:
     G = sg2.build(config).eval()
     with torch.no_grad():
         for name, p in G.named_parameters():
-            if name.endswith("bias") or name.endswith("noise_strength"):
+            if name.endswith(("bias", "noise_strength")):
                 p.normal_(0, 0.1)
         G.w_avg.normal_()
     return G
