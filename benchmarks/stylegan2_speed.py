@@ -23,6 +23,7 @@ network for a quick check.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import subprocess
@@ -35,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from compute_floor import matmul_gflops, step_flops  # benchmarks/compute_floor.py
+
 from gencli.checkpoint import load_model, save_model
 from gencli.models import stylegan2 as sg2
 
@@ -63,8 +64,8 @@ def cpu_description() -> str:
     model, flags = "unknown CPU", set()
     try:
         text = Path("/proc/cpuinfo").read_text()
-        model = re.search(r"^model name\s*:\s*(.*)$", text, re.M).group(1).strip()
-        flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.M).group(1).split())
+        model = re.search(r"^model name\s*:\s*(.*)$", text, re.MULTILINE).group(1).strip()
+        flags = set(re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE).group(1).split())
     except (OSError, AttributeError):
         pass
     units = [name for name, flag in (("AVX2", "avx2"), ("AVX512", "avx512f"), ("AVX512-BF16", "avx512_bf16"),
@@ -82,7 +83,7 @@ def random_generator(config: sg2.StyleGAN2Config) -> sg2.Generator:
     G = sg2.build(config).eval()
     with torch.no_grad():
         for name, p in G.named_parameters():
-            if name.endswith("bias") or name.endswith("noise_strength"):
+            if name.endswith(("bias", "noise_strength")):
                 p.normal_(0, 0.1)
         G.w_avg.normal_()
     return G
@@ -150,10 +151,13 @@ def run_process(ckpt: Path, n: int, outdir: Path) -> tuple[float, float, str]:
     raise SystemExit("no way to run the gencli process worked")
 
 
-def warm_loop(G_ours, G_nv, n: int) -> tuple[list[float], list[float]]:
-    """Seconds per image of ours and theirs over seeds 0..n-1, alternating, after one warm-up each."""
+def warm_loop(G_ours, G_nv, n: int, nvidia: bool = False) -> tuple[list[float], list[float]]:
+    """Seconds per image of ours and theirs over seeds 0..n-1, alternating, after one warm-up each
+    (`nvidia`: G_ours is NVIDIA's, alone)."""
     def z_of(seed):
         return torch.from_numpy(np.random.RandomState(seed).randn(1, 512))
+    if nvidia:
+        G_ours = functools.partial(G_ours, c=None, force_fp32=True)
     ours, theirs = [], []
     with torch.no_grad():
         G_ours(z_of(0), noise_mode="const")
@@ -239,6 +243,9 @@ def main() -> None:
             print(f"same weights: largest difference between the two generators' seed-0 images {diff:.2e}")
         for r in range(args.repeats):
             print(f"run {r + 1}:")
+            # NVIDIA's loop just before (a) and (interleaved with ours) just after it, so that (a) is set
+            # against their speed under the same load on a shared machine.
+            before = warm_loop(G_nv, None, args.seeds, nvidia=True)[0] if G_nv is not None else []
             seconds, peak_mb, label = run_process(ckpt, args.seeds, Path(tmp) / f"out{r}")
             per_image = seconds / args.seeds
             print(f"  (a) gencli whole process  {per_image:7.3f} s/image ({seconds:.1f} s for {args.seeds}), "
@@ -246,10 +253,11 @@ def main() -> None:
             ours, theirs = warm_loop(G, G_nv, args.seeds)
             print(f"  (c) gencli warm           {np.mean(ours):7.3f} s/image (min {min(ours):.3f})")
             if theirs:
-                nv = np.mean(theirs)
-                print(f"  (b) NVIDIA warm           {nv:7.3f} s/image (min {min(theirs):.3f})")
-                print(f"  ratio gencli whole process / NVIDIA warm {per_image / nv:.2f}; "
-                      f"gencli warm / NVIDIA warm {np.mean(ours) / nv:.2f}")
+                nv, nv_around = np.mean(theirs), np.mean(before + theirs)
+                print(f"  (b) NVIDIA warm           {nv:7.3f} s/image (min {min(theirs):.3f}); "
+                      f"{np.mean(before):.3f} just before (a)")
+                print(f"  ratio gencli whole process / NVIDIA warm {per_image / nv_around:.2f} (against their mean "
+                      f"before and after); gencli warm / NVIDIA warm {np.mean(ours) / nv:.2f} (interleaved)")
         if args.floor:
             print(f"floor: the convolutions alone (channels-last oneDNN) {conv_floor(config):.3f} s/image")
             with torch.no_grad():
