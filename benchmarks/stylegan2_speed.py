@@ -41,22 +41,6 @@ from compute_floor import matmul_gflops, step_flops  # benchmarks/compute_floor.
 from gencli.checkpoint import load_model, save_model
 from gencli.models import stylegan2 as sg2
 
-# Until `sample stylegan --outdir` takes stylegan2 checkpoints, (a) runs this program in a fresh process
-# instead: the same steps through the library (load, numpy z per seed, G, PNG per seed).
-FALLBACK = """
-import sys
-from pathlib import Path
-import numpy as np, torch
-from PIL import Image
-from gencli.checkpoint import load_model
-G, _ = load_model(Path(sys.argv[1]), "stylegan2")
-out = Path(sys.argv[3]); out.mkdir(parents=True, exist_ok=True)
-with torch.no_grad():
-    for seed in range(int(sys.argv[2])):
-        z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.config.z_dim))
-        img = (G(z, noise_mode="const") * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-        Image.fromarray(img[0].permute(1, 2, 0).numpy()).save(out / f"seed{seed:04d}.png")
-"""
 
 
 def cpu_description() -> str:
@@ -133,9 +117,7 @@ def run_process(ckpt: Path, n: int, outdir: Path) -> tuple[float, float, str]:
                                                           os.environ.get("PYTHONPATH", "")])}
     commands = [("gencli sample stylegan --outdir",
                  [sys.executable, "-m", "gencli", "sample", "stylegan", "-c", str(ckpt), "--seeds", f"0-{n - 1}",
-                  "--outdir", str(outdir)]),
-                ("FALLBACK: library calls in a fresh process (the CLI does not take stylegan2 --outdir yet)",
-                 [sys.executable, "-c", FALLBACK, str(ckpt), str(n), str(outdir)])]
+                  "--outdir", str(outdir)])]
     for label, command in commands:
         with tempfile.TemporaryFile() as stderr:
             t0 = time.perf_counter()

@@ -71,7 +71,7 @@ def grid_row_length(n: int, nrow: int | None, classes: int, label: int | None) -
 
 
 def sample(family: str | None = None, *, checkpoint: str | Path | None = None, seeds: list[int] | None = None,
-           label: int | None = None, nrow: int | None = None, out: str | Path, device: str = "cpu",
+           label: int | None = None, nrow: int | None = None, out: str | Path | None, device: str = "cpu",
            truncation: float | None = None, outdir: str | Path | None = None, scale: int = 1,
            annotate: bool = False, noise_mode: str | None = None, truncation_cutoff: int | None = None) -> Path:
     """Prior samples, one image per seed, as one grid (in the format the extension of `out` names). A cvae,
@@ -83,10 +83,13 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
     `noise_mode` const, random or none), `truncation_cutoff` truncating only the first layers.
     `nrow`: images per row (default 8).
 
-    `outdir`: also one PNG per seed there (seed0042.png). `scale`: upsample the images (nearest).
+    `outdir`: also one PNG per seed there (seed0042.png); with `out` None, only those (as NVIDIA's
+    gen_images.py --outdir), and the folder is returned. `scale`: upsample the images (nearest).
     `annotate`: head each row with its label (cvae) or its seeds."""
     check_numbers(locals())
-    out = check_image_path(Path(out))
+    if out is None and outdir is None:
+        raise OptionError("give -o FILE (a grid), --outdir DIR (a file per seed) or both")
+    out = check_image_path(Path(out)) if out is not None else None
     if outdir is not None:
         check_folder(outdir)
     if nrow is not None:
@@ -128,6 +131,8 @@ def sample(family: str | None = None, *, checkpoint: str | Path | None = None, s
         images = inference.prior_samples(model, seeds, labels)
     if outdir is not None:
         save_cells(images, [f"{s.stem}.png" if isinstance(s, Path) else f"seed{s:04d}.png" for s in seeds], Path(outdir), scale)
+        if out is None:
+            return Path(outdir)
     rows = None
     if annotate:
         starts = range(0, len(seeds), nrow)

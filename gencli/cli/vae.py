@@ -32,14 +32,14 @@ def sample(
     noise_mode: NoiseModeOpt = None,
     checkpoint: CheckpointOpt = None,
     output: OutputOpt = None,
-    outdir: Annotated[Optional[Path], typer.Option(help="Also write one PNG per seed into this folder (seed0042.png).")] = None,
+    outdir: Annotated[Optional[Path], typer.Option(help="Write one PNG per seed into this folder (seed0042.png), as NVIDIA's gen_images.py --outdir; the grid too when -o is given.")] = None,
     scale: ScaleOpt = 1,
     annotate: Annotated[bool, typer.Option(help="Head each row with its label (cvae) or its seeds.")] = False,
     device: DeviceOpt = DeviceName.auto,
     as_json: JsonOpt = False,
     model_opt: ModelOpt = None,
 ) -> None:
-    """Draw samples from the prior, one image per seed, as a grid (and with --outdir one file per seed)."""
+    """Draw samples from the prior, one image per seed: a grid (-o), one file per seed (--outdir), or both."""
     from gencli import api
 
     family, checkpoint = model_choice(model_name(model, model_opt), checkpoint)
@@ -51,10 +51,10 @@ def sample(
         seed_list = api.common.parse_seeds(f"{seed}-{seed + n - 1}", "-n/--seed")
     else:
         seed_list = None
-    out = output or default_output(f"{model_stem(family, checkpoint, 'model')}_samples",
-                                   None if label is None else f"label{label}", "annotated" if annotate else None,
-                                   f"x{scale}" if scale > 1 else None)
-    replaced = replacing(out)
+    out = output or (None if outdir else default_output(  # --outdir alone: one file per seed, no grid
+        f"{model_stem(family, checkpoint, 'model')}_samples", None if label is None else f"label{label}",
+        "annotated" if annotate else None, f"x{scale}" if scale > 1 else None))
+    replaced = replacing(out) if out else ""
     path = api.sample(family, checkpoint=checkpoint, seeds=seed_list, label=label, nrow=nrow, out=out,
                       device=device.value, truncation=truncation, outdir=outdir, scale=scale, annotate=annotate,
                       noise_mode=noise_mode.value if noise_mode else None, truncation_cutoff=truncation_cutoff)
@@ -66,8 +66,10 @@ def sample(
         legend = f"; row r shows class r % {len(names)}"
         if not digits:
             legend += ": " + ", ".join(f"{k} {name}" for k, name in enumerate(names))
-    finish(as_json, f"Samples written to {path}{replaced}{legend}" + (f"; one PNG per seed in {outdir}" if outdir else ""),
-           output=str(path), seeds=seed_list, outdir=str(outdir) if outdir else None, classes=names or None)
+    text = (f"Samples written to {path}{replaced}{legend}" + (f"; one PNG per seed in {outdir}" if outdir else "")
+            if out else f"One PNG per seed written to {outdir}{legend}")
+    finish(as_json, text, output=str(path) if out else None, seeds=seed_list, outdir=str(outdir) if outdir else None,
+           classes=names or None)
 
 
 @app.command("latent-grid", epilog=examples(
