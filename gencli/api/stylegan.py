@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from gencli import download
-from gencli.api.common import check_numbers, check_scale, check_truncation, options_named, training_options
+from gencli.api.common import check_numbers, check_positive, check_scale, check_truncation, options_named, training_options
 from gencli.catalog import models_dir
 from gencli.checkpoint import read_metadata, save_model
 from gencli.errors import GencliError, NothingToDo, OptionError
