@@ -84,6 +84,7 @@ def test_fine_tune_moves_g_and_d_with_finite_losses_and_writes_a_stylegan2_check
     assert any(k.startswith("discriminator.") for k in moved) and any(k.startswith("synthesis.") for k in moved)
     G, meta = load_model(path)
     assert meta["family"] == "stylegan2" and isinstance(G.config, StyleGAN2Config)
+    assert meta["extra"]["discriminator"] is True and meta["extra"]["init_from"] == str(source)
     D, _ = load_discriminator(path)
     assert D(torch.zeros(2, 3, 32, 32)).shape == (2, 1)
     options = json.loads((tmp_path / "run" / "options.json").read_text())["options"]
@@ -184,8 +185,10 @@ def test_scratch_stylegan2_trains_at_a_small_size(photos, tmp_path):
     assert load_model(tmp_path / "tuned" / "model.safetensors")[1]["family"] == "stylegan2"
 
 
-def test_cli_fine_tune_with_augment_ada(source, photos, tmp_path):
-    result = run("train", "stylegan", "--init-from", source, "--data", photos, "--kimg", 0.016, "--tick-kimg", 0.016,
+def test_cli_fine_tune_with_augment_ada(source, photos, tmp_path, monkeypatch):
+    """--init-from by model name (an imported network in the models folder), as `-c NAME` finds it."""
+    monkeypatch.setenv("GENCLI_MODELS_DIR", str(source.parent))
+    result = run("train", "stylegan", "--init-from", source.stem, "--data", photos, "--kimg", 0.016, "--tick-kimg", 0.016,
                  "--batch-size", 4, "--augment", "ada", "--run-dir", tmp_path / "run", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "ADA target 0.6" in result.output and "resized 12 of 12 images" in result.output

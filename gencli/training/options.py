@@ -341,7 +341,7 @@ class StyleGANTraining(TrainingOptions):
                                on_resume="call")
     tick_kimg: float = option(4.0, "Thousands of images per tick: metrics, sample grid, checkpoint.", rule=POSITIVE)
     batch_size: int = option(32, "Images per step (per process under torchrun).", rule=POSITIVE)
-    resolution: int | None = option(None, "Image size, a power of two (default 32).", arch=True)
+    resolution: int | None = option(None, "Image size, a power of two (default 32; stylegan2 64).", arch=True)
     widths: tuple[int, ...] | None = option(None, "Channels at 4, 8, ..., RES px, e.g. 128,128,64,32 (default: by "
                                                   "resolution).", arch=True)
     z_dim: int | None = option(None, "Size of z (default 128).", arch=True)

@@ -130,7 +130,7 @@ class StyleGAN2Task(StyleGANTask):
         self.step = 0
         self.sample_seeds = list(range(8 * config.c_dim if config.c_dim else 64))
         self.sample_labels = class_rows(len(self.sample_seeds), 8, config.c_dim)
-        self.metadata: dict = {"dataset": dataset}
+        self.metadata: dict = {"dataset": dataset, "network": "G_ema", "discriminator": True}
         self.last_r1 = 0.0
         self.curves = ({"losses": ("train_d_loss", "train_g_loss"), "ADA: augmentation probability p": (("ada_p", "p"),)}
                        if self.ada else ("train_d_loss", "train_g_loss"))
@@ -356,6 +356,7 @@ def train(job: TrainingPlan, *, progress: TrainingHooks | None = None, on_skip=N
         if options.init_from is not None and not resume:
             source, meta = source_checkpoint(options.init_from)
             task.load_checkpoint(source)
+            task.metadata["init_from"] = str(source)
             if "class_names" in meta["extra"] and labels is None:
                 task.metadata["class_names"] = meta["extra"]["class_names"]
         write_options(job.run_dir, options_document(
