@@ -85,10 +85,12 @@ def save_model(path: Path, family: str, model: nn.Module, config, *, epoch: int,
 
 
 def save_checkpoint(run_dir: Path, family: str, model: nn.Module, config, *, epoch: int, seed: int,
-                    extra: dict[str, Any], state: dict[str, Any]) -> None:
-    """model.safetensors and resume.pt of one epoch as a pair (see the module docstring for the order)."""
+                    extra: dict[str, Any], state: dict[str, Any], discriminator: nn.Module | None = None) -> None:
+    """model.safetensors and resume.pt of one epoch as a pair (see the module docstring for the order);
+    `discriminator`, when given, is kept in model.safetensors beside the model (as save_model keeps it)."""
     run_dir = Path(run_dir)
-    tensors, metadata = _model_file(family, model, config, epoch=epoch, seed=seed, extra=extra)
+    tensors, metadata = _model_file(family, model, config, epoch=epoch, seed=seed, extra=extra,
+                                    discriminator=discriminator)
     state = {**state, "checkpoint": metadata}
     atomic_write_all([(run_dir / RESUME_FILE, lambda tmp: _torch_save(state, tmp)),
                       (run_dir / MODEL_FILE, lambda tmp: save_file(tensors, tmp, metadata=metadata))])

@@ -233,10 +233,11 @@ def open_rgb(path: Path):
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def load_image_tensor(paths: list[Path], size: int, *, on_skip=None) -> torch.Tensor:
+def load_image_tensor(paths: list[Path], size: int, *, on_skip=None, report: dict | None = None) -> torch.Tensor:
     """Images resized (short side to `size`, centre crop) into one uint8 tensor (N, 3, size, size).
 
     Unreadable files are skipped and reported through `on_skip(path, message)`; none readable is an error.
+    `report`, when given, counts what was done: "resized" (short side not `size`) and "cropped" (not square).
     """
     import numpy as np
     from PIL import Image
@@ -250,6 +251,9 @@ def load_image_tensor(paths: list[Path], size: int, *, on_skip=None) -> torch.Te
                 on_skip(path, str(e))
             continue
         w, h = im.size
+        if report is not None:
+            report["resized"] = report.get("resized", 0) + (min(w, h) != size)
+            report["cropped"] = report.get("cropped", 0) + (w != h)
         scale = size / min(w, h)
         im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
         left, top = (im.width - size) // 2, (im.height - size) // 2
@@ -260,12 +264,41 @@ def load_image_tensor(paths: list[Path], size: int, *, on_skip=None) -> torch.Te
     return torch.stack(out)
 
 
-def load_training_images(data: str, data_dir=None, resolution: int = 32, on_skip=None) -> torch.Tensor:
+def load_training_images(data: str, data_dir=None, resolution: int = 32, on_skip=None,
+                         report: dict | None = None) -> torch.Tensor:
     """Unlabelled training images as uint8 (N, C, res, res): mnist / fashion-mnist padded 28 -> 32 px
-    (then resized when res != 32), or every image of a folder (short side resized, centre crop)."""
+    (then resized when res != 32), or every image of a folder (short side resized, centre crop; counted in
+    `report` as load_image_tensor does)."""
     if data in IDX_DATASETS:
         return _pad_digits(load_idx_dataset(data, data_dir)[0].images, resolution)
-    return load_image_tensor(list_images(resolve_data_path(data, data_dir)), resolution, on_skip=on_skip)
+    return load_image_tensor(list_images(resolve_data_path(data, data_dir)), resolution, on_skip=on_skip,
+                             report=report)
+
+
+def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 images (N, C, H, W) with `channels` channels: grey repeated to RGB, or RGB to grey (ITU-R 601
+    luma); as they are when they match."""
+    if images.shape[1] == channels:
+        return images
+    if images.shape[1] == 1 and channels == 3:
+        return images.repeat(1, 3, 1, 1)
+    if images.shape[1] == 3 and channels == 1:
+        luma = torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)
+        return (images.float() * luma).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    raise GencliError(f"cannot turn {images.shape[1]}-channel images into the network's {channels} channels")
+
+
+def describe_loading(images: int, data: str, resolution: int, report: dict, converted: str = "") -> str:
+    """One line on how the training images were made to fit the network (what `report` counted)."""
+    done = []
+    if report.get("resized"):
+        done.append(f"resized {report['resized']} of {images} images to {resolution} px (short side)")
+    if report.get("cropped"):
+        done.append(f"cropped {report['cropped']} to square (centre)")
+    if converted:
+        done.append(converted)
+    what = ", ".join(done) if done else f"all {images} images already {resolution} x {resolution}"
+    return f"data {data}: {what}"
 
 
 def _pad_digits(images: torch.Tensor, resolution: int) -> torch.Tensor:

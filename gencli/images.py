@@ -223,7 +223,7 @@ def curves_figure(rows: list[dict], curves, title: str = ""):
         ax.set_xlabel("thousands of images (kimg)" if x == "kimg" else "epoch")
         if x == "epoch":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("loss")
+        ax.set_ylabel("p" if name.startswith("ADA") else "loss")
         ax.set_title(name or title)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

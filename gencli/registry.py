@@ -102,9 +102,10 @@ FAMILIES: dict[str, Family] = {
                    defaults=(("num_classes", 10),)),  # the digit label joins encoder input and latent
     "stylegan": Family("stylegan", "gencli.models.stylegan", "StyleGANConfig",
                        frozenset({"train", "sample", "style-mix", "interpolate", "project", "evaluate", "export"})),
-    # NVIDIA's StyleGAN2 networks, imported (`gencli import-weights stylegan`): the stylegan commands but train
+    # NVIDIA's StyleGAN2 networks: imported (`gencli import-weights stylegan`) or trained by `train stylegan`
     "stylegan2": Family("stylegan2", "gencli.models.stylegan2", "StyleGAN2Config",
-                        frozenset({"sample", "style-mix", "interpolate", "project", "evaluate", "export"}), kind="stylegan"),
+                        frozenset({"train", "sample", "style-mix", "interpolate", "project", "evaluate", "export"}),
+                        kind="stylegan"),
     "cyclegan": Family("cyclegan", "gencli.models.cyclegan", "CycleGANConfig", frozenset({"train", "translate", "evaluate", "export"}),
                        defaults=(("upsample", "resize"),)),  # new models: no checkerboard (imports: deconv)
     "classifier": Family("classifier", "gencli.models.classifier", "ClassifierConfig", frozenset()),  # judges digits

@@ -196,10 +196,11 @@ class ResumedRun:
     seed: int
     metadata: dict
     options: dict
+    family: str = ""  # the model's family: `family`, or a kind of it (a stylegan2 run of `train stylegan`)
 
 
 def resumed_run(run_dir: Path, family: str) -> ResumedRun:
-    """The run in `run_dir` to continue; it must hold a model of `family`. The model's metadata comes from
+    """The run in `run_dir` to continue; it must hold a model of `family` (or of a kind of it). The model's metadata comes from
     model.safetensors, or from the copy in resume.pt when a kill came before the first model was renamed."""
     path = Path(run_dir) / MODEL_FILE
     if path.is_file():
@@ -211,7 +212,7 @@ def resumed_run(run_dir: Path, family: str) -> ResumedRun:
         meta = decode_metadata(state["checkpoint"], Path(run_dir) / RESUME_FILE)
     else:
         raise GencliError(f"nothing to resume in {run_dir}: it holds no {MODEL_FILE}")
-    if meta["family"] != family:
+    if not is_kind(meta["family"], family):
         raise GencliError(f"{run_dir} holds a {meta['family']} run, not {family}")
     options_path = Path(run_dir) / OPTIONS_FILE
     try:
@@ -220,4 +221,4 @@ def resumed_run(run_dir: Path, family: str) -> ResumedRun:
         raise GencliError(f"{options_path} is not readable JSON") from None
     if not isinstance(options, dict):
         raise GencliError(f"{options_path} must hold a JSON object")
-    return ResumedRun(meta["config"], meta["seed"], meta["extra"], options)
+    return ResumedRun(meta["config"], meta["seed"], meta["extra"], options, meta["family"])

@@ -429,7 +429,7 @@ def test_image_folder_training(tmp_path):
     folder = tmp_path / "pics"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(6):
+    for i in range(8):  # a batch: fewer images are refused
         Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     (folder / "broken.jpg").write_bytes(b"not an image")
     result = run("train", "stylegan", "--data", folder, "--out", tmp_path / "run", "--epochs", 1, *TINY_FLAGS)
@@ -823,7 +823,7 @@ def test_conditional_training_on_class_subfolders(tmp_path, sg_run):
     rng = np.random.default_rng(0)
     for name in ("dog", "cat"):
         (folder / name).mkdir(parents=True)
-        for i in range(3):
+        for i in range(4):  # a batch of 8 in all
             Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(folder / name / f"{i}.png")
     result = run("train", "stylegan", "--data", folder, "--cond", "--out", tmp_path / "run", "--epochs", 1, *TINY_FLAGS)
     assert result.exit_code == 0, result.output

@@ -8,8 +8,7 @@ import tempfile
 from pathlib import Path
 
 from gencli import download
-from gencli.api.common import (check_numbers, check_positive, check_scale, check_truncation, item_label, train_or_plan,
-                               training_options)
+from gencli.api.common import (check_numbers, check_positive, check_scale, check_truncation, item_label, train_or_plan, training_options)
 from gencli.api.projection import fixed_ws
 from gencli.catalog import models_dir
 from gencli.checkpoint import read_metadata, save_model

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from gencli.cli.progress import distributed_job, training_progress, training_result
 from gencli.cli.shared import JsonOpt, LogEveryOpt, examples, fails_cleanly, finish, train_app, warn_skipped
@@ -37,6 +38,29 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the resolved o
 ResumeOpt = Annotated[bool, typer.Option(help="Continue the run in the run folder with its own options (this call "
                                               "may give a new length, --device, --precision).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Start again even if the run folder holds a model.")]
+
+
+AUGMENT_VALUE = "--augment-value"  # `--augment ada` (a value after the --augment flag) arrives as this hidden option
+
+
+class AugmentValueCommand(TyperCommand):
+    """A train command whose --augment flag may take a value: `--augment` alone is DiffAugment, `--augment ada`
+    (or `--augment=color,cutout`) passes the value on, as the hidden --augment-value. The train commands take no
+    positional arguments, so a word after --augment that is not an option is its value."""
+
+    def parse_args(self, ctx, args):
+        out, i = [], 0
+        while i < len(args):
+            arg = args[i]
+            if arg.startswith("--augment="):
+                out.append(AUGMENT_VALUE + "=" + arg.split("=", 1)[1])
+            elif arg == "--augment" and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                out.append(AUGMENT_VALUE + "=" + args[i + 1])
+                i += 1
+            else:
+                out.append(arg)
+            i += 1
+        return super().parse_args(ctx, out)
 
 
 def _choice_type(name: str, choices: tuple[str, ...]) -> type[Enum]:
@@ -88,6 +112,8 @@ def training_command(app: typer.Typer, cls: type[TrainingOptions], names: tuple[
         family = ctx.info_name
         given = read_config(values["config"], cls, family) if values["config"] is not None else {}
         given.update(_given(cls, ctx, values))
+        if values.get("augment_value") is not None:
+            given["augment"] = values["augment_value"]
         if "family" in {f.name for f in dataclasses.fields(cls)}:
             given["family"] = family
         options = cls.from_given(given)  # checked here, before torch loads
@@ -98,6 +124,9 @@ def training_command(app: typer.Typer, cls: type[TrainingOptions], names: tuple[
     common = {"run_dir": (Annotated[Optional[Path], typer.Option("--run-dir", help=run_dir_help)], None),
               "config": (ConfigOpt, None), "dry_run": (DryRunOpt, False), "resume": (ResumeOpt, False),
               "overwrite": (OverwriteOpt, False), "log_every": (LogEveryOpt, 30.0), "as_json": (JsonOpt, False)}
+    augments = "augment" in {f.name for f in dataclasses.fields(cls)}
+    if augments:
+        common["augment_value"] = (Annotated[Optional[str], typer.Option(AUGMENT_VALUE, hidden=True)], None)
     params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
                for k, (a, d) in common.items()]
     command.__signature__ = inspect.Signature(params)
@@ -105,7 +134,7 @@ def training_command(app: typer.Typer, cls: type[TrainingOptions], names: tuple[
     command.__doc__ = help
     command = fails_cleanly(command)
     for name in names:
-        app.command(name, epilog=epilog, help=help)(command)
+        app.command(name, epilog=epilog, help=help, cls=AugmentValueCommand if augments else None)(command)
 
 
 def run(family: str, options: TrainingOptions, values: dict) -> None:

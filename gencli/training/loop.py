@@ -44,7 +44,8 @@ class Task(Protocol):
     def optimizers(self) -> dict[str, Any]: ...
     def exported_model(self) -> tuple[nn.Module, dict]: ...  # what model.safetensors holds, and its metadata
     # Optional: task_state() -> dict and load_task_state(dict), small JSON state that resume needs
-    # besides the networks and optimizers (StyleGAN's last R1 value).
+    # besides the networks and optimizers (StyleGAN's last R1 value); exported_discriminator() -> nn.Module,
+    # a discriminator model.safetensors keeps beside the model (StyleGAN2, so that it can be fine-tuned).
 
 
 @dataclass
@@ -175,7 +176,8 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
             if not model_path.is_file() or read_metadata(model_path)["epoch"] != done:
                 # Killed between the pair's two renames: resume.pt is an epoch ahead; bring the model level.
                 model, metadata = task.exported_model()
-                save_model(model_path, task.family, model, task.config, epoch=done, seed=task.seed, extra=metadata)
+                save_model(model_path, task.family, model, task.config, epoch=done, seed=task.seed, extra=metadata,
+                           discriminator=_discriminator(task))
     elif main and (run_dir / METRICS_FILE).exists():
         (run_dir / METRICS_FILE).unlink()
     distributed.barrier()
@@ -217,7 +219,7 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
                         plot_curves(read_metrics(run_dir), task.curves, run_dir / "loss.png", title=task.family)
                     model, metadata = task.exported_model()
                     save_checkpoint(run_dir, task.family, model, task.config, epoch=epoch, seed=task.seed,
-                                    extra=metadata, state=training_state(task, epoch))
+                                    extra=metadata, state=training_state(task, epoch), discriminator=_discriminator(task))
                 except GencliError as e:
                     raise GencliError(f"{e} (epoch {epoch}); {_kept(done)}") from None
                 except OSError as e:
@@ -231,6 +233,10 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
     finally:
         hooks.stop()
     return run_dir / MODEL_FILE
+
+
+def _discriminator(task: Task) -> nn.Module | None:
+    return task.exported_discriminator() if hasattr(task, "exported_discriminator") else None
 
 
 def _kept(done: int) -> str:

@@ -62,18 +62,29 @@ def spelling(cls, f: dataclasses.Field) -> str:
 
 
 def parse_augment(policy: str | bool | None) -> str:
-    """`--augment` as stored: "" (off), or a comma list of AUGMENTS (True: all three)."""
+    """`--augment` as stored: "" (off), or a comma list of AUGMENTS (True: all three), possibly with "ada"
+    first: adaptive augmentation (Karras et al. 2020) over the operations listed (none listed: all three)."""
     if policy is True:
         return ",".join(AUGMENTS)
     if policy is False:
         return ""
     if policy is not None and not isinstance(policy, str):
-        raise OptionError(f"--augment must be true, false or a comma list of {', '.join(AUGMENTS)}, got {policy!r}")
+        raise OptionError(f"--augment must be true, false, ada or a comma list of {', '.join(AUGMENTS)}, "
+                          f"got {policy!r}")
     parts = [p.strip() for p in (policy or "").split(",") if p.strip()]
-    unknown = [p for p in parts if p not in AUGMENTS]
+    unknown = [p for p in parts if p not in AUGMENTS + ("ada",)]
     if unknown:
-        raise OptionError(f"unknown --augment {unknown[0]!r}; use any of {', '.join(AUGMENTS)}")
-    return ",".join(parts)
+        raise OptionError(f"unknown --augment {unknown[0]!r}; use ada, or any of {', '.join(AUGMENTS)}")
+    ops = [p for p in parts if p != "ada"]
+    return ",".join((["ada"] if "ada" in parts else []) + ops)
+
+
+def augment_ops(policy: str) -> tuple[bool, str]:
+    """(adaptive, the DiffAugment operations) of a stored --augment: "ada" alone means all three."""
+    parts = [p for p in policy.split(",") if p]
+    ada = "ada" in parts
+    ops = [p for p in parts if p != "ada"]
+    return ada, ",".join(ops or (list(AUGMENTS) if ada else []))
 
 
 def json_type(value) -> str:
@@ -337,7 +348,7 @@ class StyleGANTraining(TrainingOptions):
                                on_resume="call")
     tick_kimg: float = option(4.0, "Thousands of images per tick: metrics, sample grid, checkpoint.", rule=POSITIVE)
     batch_size: int = option(32, "Images per step (per process under torchrun).", rule=POSITIVE)
-    resolution: int | None = option(None, "Image size, a power of two (default 32).", arch=True)
+    resolution: int | None = option(None, "Image size, a power of two (default 32; stylegan2 64).", arch=True)
     widths: tuple[int, ...] | None = option(None, "Channels at 4, 8, ..., RES px, e.g. 128,128,64,32 (default: by "
                                                   "resolution).", arch=True)
     z_dim: int | None = option(None, "Size of z (default 128).", arch=True)
@@ -352,22 +363,37 @@ class StyleGANTraining(TrainingOptions):
                                       arch=True)
     mbstd_group: int | None = option(None, "Images per minibatch-standard-deviation group in D (default: the batch "
                                            "size, at most 32).", arch=True)
-    lr: float = option(0.001, "Adam learning rate (the paper's at 32 px; mapping network x0.01).", rule=POSITIVE)
+    lr: float | None = option(None, "Adam learning rate (mapping network x0.01) (default 0.001, the paper's at 32 px; "
+                                    "stylegan2: 0.0025, NVIDIA's).", rule=POSITIVE)
     r1_gamma: float | None = option(None, "R1 weight gamma (default 0.0002 res^2 / batch).", rule=NON_NEGATIVE)
     r1_every: int = option(16, "Lazy regularization: R1 every this many steps.", rule=POSITIVE)
     mixing_prob: float = option(0.9, "Probability of style-mixing regularization.", rule=UNIT)
-    ema_kimg: float = option(10.0, "Half-life of the generator's moving average, in thousands of images.",
-                             rule=POSITIVE)
+    ema_kimg: float | None = option(None, "Half-life of the generator's moving average, in thousands of images "
+                                          "(default 10; stylegan2: batch x 10 / 32, NVIDIA's).", rule=POSITIVE)
     mirror: bool | None = option(None, "Random x-flips (default: on for folders, off for digits).",
                                  flag="--mirror/--no-mirror")
-    init_from: Path | None = option(None, "Transfer learning: start from this stylegan run's G, D and EMA.")
+    architecture: str | None = option(None, "stylegan (gencli's network) or stylegan2 (NVIDIA's, trained with their "
+                                            "objective) (default: the --init-from network's, else stylegan).",
+                                      choices=("stylegan", "stylegan2"), flag="--arch")
+    channel_base: int | None = option(None, "stylegan2 from scratch: channels at r px are min(BASE / r, "
+                                            "--channel-max) (default 16384; e.g. 2048 on a CPU).", rule=POSITIVE)
+    channel_max: int | None = option(None, "stylegan2 from scratch: the most channels of a layer (default 512).",
+                                     rule=POSITIVE)
+    init_from: Path | None = option(None, "Transfer learning: start from this model's G, D and EMA: a stylegan run, "
+                                          "or a stylegan2 checkpoint with its discriminator (a model name such as "
+                                          "ffhq-res256, a file or a run folder).")
     freeze_mapping: bool = option(False, "Keep the mapping network fixed (with --init-from).")
     freeze_d: int = option(0, "Freeze-D: keep D's first N blocks (and from-RGB) fixed.", rule=NON_NEGATIVE)
     cond: bool = option(False, "Class-conditional (StyleGAN2-ADA): on the labels of mnist / fashion-mnist, or a "
                                "folder's class subfolders.", flag="--cond")
     augment: str = option("", "DiffAugment (color, translation, cutout) on real and fake images before D, for small "
-                              "data sets (a config may name some: \"color,cutout\").", flag="--augment/--no-augment",
+                              "data sets (a config may name some: \"color,cutout\"). --augment ada (stylegan2): ADA, each "
+                              "applied with an adaptive probability p.", flag="--augment/--no-augment",
                           parse=parse_augment)
+    ada_target: float = option(0.6, "--augment ada: the target of r_t = E[sign D(real)]; p rises while r_t is above.",
+                               rule=UNIT)
+    ada_kimg: float | None = option(None, "--augment ada: thousands of images for p to move by 1 (default 500; with "
+                                          "--init-from 100, as NVIDIA's).", rule=POSITIVE)
     seed: int = option(0, SEED_DOC, rule=SEED)
     device: str = option("auto", DEVICE_DOC, choices=DEVICES, on_resume="call")
     precision: str = option("auto", PRECISION_DOC, choices=PRECISIONS, on_resume="call")

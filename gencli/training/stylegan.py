@@ -20,13 +20,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from gencli import distributed
-from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, read_metadata
-from gencli.data import IDX_DATASETS, class_names, load_labelled_images, load_training_images
+from gencli.checkpoint import RESUME_FILE, load_resume, read_metadata
+from gencli.catalog import locate_checkpoint
+from gencli.data import (IDX_DATASETS, class_names, describe_loading, load_labelled_images, load_training_images,
+                         match_channels)
 from gencli.errors import ConfigError, GencliError
 from gencli.images import save_grid
 from gencli.inference.stylegan import class_rows, generate
 from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 from gencli.models.stylegan import Discriminator, Generator, StyleGANConfig, default_widths
+from gencli.models.stylegan2 import StyleGAN2Config
 from gencli.registry import config_from_dict
 from gencli.runs import (check_more_to_do, clear_run_outputs, epochs_done, hold_run_dir, prepare_run_dir, resolved,
                          resumed_run, write_options)
@@ -267,13 +270,45 @@ def auto_r1_gamma(resolution: int, batch_size: int) -> float:
     return 0.0002 * resolution**2 / batch_size
 
 
-def _source(path: Path) -> tuple[Path, dict]:
-    """--init-from: the source run's model file and its metadata."""
-    path = Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path)
-    meta = read_metadata(path)
-    if meta["family"] != "stylegan":
+def source_checkpoint(init_from) -> tuple[Path, dict]:
+    """--init-from: the source model's file and metadata. A file, a run folder, or a model name (found as
+    `-c NAME` finds it: runs/NAME, an imported or a bundled model), holding a stylegan or stylegan2."""
+    try:
+        path = locate_checkpoint(None, str(init_from)).path
+        meta = read_metadata(path)
+    except GencliError as e:
+        raise GencliError(f"--init-from: {e}") from None
+    if meta["family"] not in ("stylegan", "stylegan2"):
         raise GencliError(f"--init-from: {path} holds a {meta['family']} model, not stylegan")
     return path, meta
+
+
+def _source(path: Path) -> tuple[Path, dict]:
+    """--init-from of gencli's StyleGAN: the source run's model file and its metadata."""
+    path, meta = source_checkpoint(path)
+    if meta["family"] != "stylegan":
+        raise GencliError(f"--init-from: {path} holds a {meta['family']} network; train it with --arch stylegan2")
+    return path, meta
+
+
+def chosen_architecture(options: StyleGANTraining) -> str:
+    """stylegan or stylegan2, for a new run: --arch, else that of the --init-from model, else stylegan."""
+    held = source_checkpoint(options.init_from)[1]["family"] if options.init_from is not None else None
+    if options.architecture is not None and held is not None and held != options.architecture:
+        raise GencliError(f"--init-from holds a {held} network, but --arch is {options.architecture}; drop --arch")
+    return options.architecture or held or "stylegan"
+
+
+def stylegan_defaults(options: StyleGANTraining) -> StyleGANTraining:
+    """The defaults of gencli's StyleGAN for what the options leave open; refuses what only StyleGAN2 takes."""
+    only2 = [n for n in ("channel_base", "channel_max") if getattr(options, n) is not None]
+    if only2:
+        raise GencliError(f"--{only2[0].replace('_', '-')} is for --arch stylegan2; gencli's stylegan takes --widths")
+    if options.augment.startswith("ada"):
+        raise GencliError("--augment ada trains with the StyleGAN2 objective: add --arch stylegan2, or --init-from "
+                          "a stylegan2 network (--augment alone is DiffAugment)")
+    return dataclasses.replace(options, architecture="stylegan", lr=0.001 if options.lr is None else options.lr,
+                               ema_kimg=10.0 if options.ema_kimg is None else options.ema_kimg)
 
 
 def new_config(options: StyleGANTraining) -> StyleGANConfig:
@@ -308,43 +343,83 @@ def new_config(options: StyleGANTraining) -> StyleGANConfig:
 def plan(options: StyleGANTraining, *, run_dir: str | Path | None = None, resume: bool = False,
          overwrite: bool = False) -> TrainingPlan:
     """What `train` would do, resolved without writing anything: the run folder (default runs/stylegan)
-    checked; the network (`new_config`), or on `resume` the run's with its options (this call may change
-    the length, the device and the precision); R1's gamma (default 0.0002 res^2 / batch) and the x-flips
-    (default: for folders) resolved; the device and the precision."""
+    checked; the architecture (--arch, or the --init-from network's: stylegan, or NVIDIA's stylegan2 with
+    its objective, gencli.training.stylegan2); the network (`new_config`), or on `resume` the run's with its
+    options (this call may change the length, the device and the precision); R1's gamma (default 0.0002
+    res^2 / batch), the learning rate, the EMA and the x-flips (default: for folders) resolved; the device
+    and the precision."""
+    from gencli.training import stylegan2
+
     folder = prepare_run_dir("stylegan", run_dir, resume, overwrite)
     if resume:
         run = resumed_run(folder, "stylegan")
         options = resumed_options(run, options, "stylegan", folder)
-        config = config_from_dict(StyleGANConfig, run.config)
+        if run.family == "stylegan2":
+            config = config_from_dict(StyleGAN2Config, run.config)
+            options = stylegan2.resolve_options(options, config)
+        else:
+            config = config_from_dict(StyleGANConfig, run.config)
+            options = stylegan_defaults(options)
         check_more_to_do(folder, options.total_ticks())
+    elif chosen_architecture(options) == "stylegan2":
+        config = stylegan2.new_config(options)
+        options = stylegan2.resolve_options(options, config)
     else:
+        options = stylegan_defaults(options)
         config = new_config(options)
         options = dataclasses.replace(
             options, r1_gamma=auto_r1_gamma(config.resolution, options.batch_size) if options.r1_gamma is None
             else options.r1_gamma, mirror=options.data not in IDX_DATASETS if options.mirror is None else options.mirror)
     dev = distributed.resolve_device(options.device)
     precision, reason = distributed.resolve_precision(options.precision, dev)
-    return TrainingPlan("stylegan", options.with_config(config), folder, resume, options.total_ticks(),
+    options = stylegan2.with_config(options, config) if isinstance(config, StyleGAN2Config) else options.with_config(config)
+    return TrainingPlan("stylegan", options, folder, resume, options.total_ticks(),
                         epochs_done(folder) if resume else 0, str(dev), precision, reason, config)
+
+
+def load_data(options: StyleGANTraining, resolution: int, channels: int, num_classes: int, on_skip=None
+              ) -> tuple[torch.Tensor, torch.Tensor | None, list[str], str]:
+    """The training images at the network's resolution and channels: (images uint8 (N, C, res, res), labels
+    (N,) or None, class names, one line saying what was done to fit them, "" for digits). Fewer images than a
+    global batch are refused."""
+    report: dict = {}
+    labels, names = None, []
+    if num_classes:
+        images, labels, names = load_labelled_images(options.data, options.data_dir, resolution, on_skip)
+        if len(names) != num_classes:
+            raise GencliError(f"the model has {num_classes} classes, but {options.data} has {len(names)}")
+    else:
+        images = load_training_images(options.data, options.data_dir, resolution, on_skip, report=report)
+    converted = ""
+    if images.shape[1] != channels:
+        converted = f"{images.shape[1]}-channel images made {channels}-channel for the network"
+        images = match_channels(images, channels)
+    batch = options.batch_size * distributed.world().world_size
+    if len(images) < batch:
+        raise GencliError(f"{options.data} holds {len(images)} images, fewer than one batch of {batch}: too few to "
+                          "train on; add images or lower --batch-size")
+    line = "" if options.data in IDX_DATASETS and not converted else describe_loading(
+        len(images), str(options.data), resolution, report, converted)
+    return images, labels, names, line
 
 
 def train(options: StyleGANTraining, *, run_dir: str | Path | None = None, resume: bool = False,
           overwrite: bool = False, progress: TrainingHooks | None = None, on_skip=None) -> Path:
     """Train a StyleGAN as `options` say (see `plan`); returns the path of model.safetensors (the EMA
     generator) in the run directory. With --cond the class names go into the checkpoint; with --init-from
-    G, D and the EMA start from the source run's. `on_skip(path, message)` hears of each unreadable image."""
+    G, D and the EMA start from the source run's. `on_skip(path, message)` hears of each unreadable image.
+    A stylegan2 network trains with NVIDIA's objective (gencli.training.stylegan2.train)."""
     job = plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
+    if isinstance(job.config, StyleGAN2Config):
+        from gencli.training import stylegan2
+
+        return stylegan2.train(job, progress=progress, on_skip=on_skip)
     options, config = job.options, job.config
     with hold_run_dir(job.run_dir):  # refused at once if another training holds it
         dev = distributed.init(distributed.resolve_device(options.device))
         seed_everything(options.seed)
-        labels = None
-        if config.num_classes:
-            images, labels, names = load_labelled_images(options.data, options.data_dir, config.resolution, on_skip)
-            if len(names) != config.num_classes:
-                raise GencliError(f"the model has {config.num_classes} classes, but {options.data} has {len(names)}")
-        else:
-            images = load_training_images(options.data, options.data_dir, config.resolution, on_skip)
+        images, labels, names, line = load_data(options, config.resolution, config.channels, config.num_classes,
+                                                on_skip)
         if not resume:
             clear_run_outputs(job.run_dir)
         task = StyleGANTask(config, images, dataset=options.data, batch_size=options.batch_size, lr=options.lr,
@@ -361,4 +436,4 @@ def train(options: StyleGANTraining, *, run_dir: str | Path | None = None, resum
             options, "stylegan", resolved=resolved(dev, job.precision, job.precision_reason, options.batch_size),
             data={"name": str(options.data), "images": len(images)}, config=asdict(config)))
         return fit(task, job.run_dir, epochs=job.epochs, resume=resume, progress=progress,
-                   header=(f"precision {job.precision} ({job.precision_reason})",))
+                   header=(f"precision {job.precision} ({job.precision_reason})",) + ((line,) if line else ()))
