@@ -31,7 +31,7 @@ from torch import nn
 from gencli import __version__
 from gencli.catalog import MODEL_FILE  # noqa: F401  (defined beside the rule that finds models)
 from gencli.errors import GencliError
-from gencli.files import atomic_write, atomic_write_all
+from gencli.files import atomic_write, atomic_write_all, shape_mismatch
 from gencli.registry import get_family, json_type
 
 RESUME_FILE = "resume.pt"
@@ -165,11 +165,8 @@ def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 
 def _compare_shapes(path: Path, what: str, expected: dict, stored: dict) -> None:
-    if expected != stored:
-        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
-        differ = sorted(k for k in set(expected) & set(stored) if expected[k] != stored[k])
-        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                  else f"{differ[0]} is {stored[differ[0]]}, the config makes {expected[differ[0]]}")
+    detail = shape_mismatch(expected, stored)
+    if detail:
         raise GencliError(f"{path}: {what} ({detail})")
 
 

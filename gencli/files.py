@@ -162,16 +162,23 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+def shape_mismatch(expected: dict, got: dict) -> str | None:
+    """How tensor shapes `got` (name -> shape) differ from `expected`: the first missing, unexpected or
+    differently shaped tensor; None when they agree."""
+    if expected == got:
+        return None
+    missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    differ = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+    return (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+            else f"{differ[0]} is {got[differ[0]]}, the config makes {expected[differ[0]]}")
+
+
 def load_state_checked(module, state: dict[str, torch.Tensor], what: str, source: str) -> None:
     """Load a state dict converted from elsewhere into `module`, with one-line errors naming the first
     missing, unexpected or differently shaped tensor, and for NaN or infinite values."""
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != got:
-        missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-        differ = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-        detail = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                  else f"{differ[0]} is {got[differ[0]]}, the config makes {expected[differ[0]]}")
+    detail = shape_mismatch({k: tuple(v.shape) for k, v in module.state_dict().items()},
+                            {k: tuple(v.shape) for k, v in state.items()})
+    if detail:
         raise GencliError(f"{source}: the {what}'s weights do not match the network its file describes ({detail})")
     if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         raise GencliError(f"{source}: the {what}'s weights hold NaN or infinite values")
