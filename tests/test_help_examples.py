@@ -16,9 +16,11 @@ import torch
 from PIL import Image
 
 from conftest import run, tiny_train, write_mnist
+from test_projection import StandInVGG
 
 NEEDS_NETWORK = {
     "gencli download horse2zebra --data-dir data --json": "downloads a data set",
+    "gencli download-weights ffhq": "downloads published weights",
     "gencli download-weights monet2photo": "downloads published weights",
     "gencli download-weights horse2zebra --json": "downloads published weights",
 }
@@ -107,7 +109,7 @@ def workspace(tmp_path_factory):
     save_model(models / "h2z" / "model.safetensors", "cyclegan", cyclegan, cyclegan.config, epoch=1, seed=0,
                extra={"dataset": "horse2zebra"})
     shutil.copy(models / "h2z" / "model.safetensors", work / "horse2zebra.safetensors")
-    api.train_stylegan(data="mnist", data_dir=data, out=models / "photos", resolution=16, widths=(16, 8, 8), z_dim=8,
+    api.train_stylegan(data="mnist", data_dir=data, run_dir=models / "photos", resolution=16, widths=(16, 8, 8), z_dim=8,
                        w_dim=8, mapping_layers=2, batch_size=8, tick_kimg=0.016, kimg=0.016, device="cpu")
     for name in ("painting.jpg", "horse.jpg", "holiday/beach.jpg", "holiday/hills.png", "photos/a.png",
                  "photos/b.png", "monet/a.png", "monet/b.png"):
@@ -116,6 +118,15 @@ def workspace(tmp_path_factory):
     for name in ("latest_net_G_A.pth", "style_monet.pth", "G.pth"):
         official_file(work / name, n_blocks=1)
     torch.save({"g_running": rosinality_v1_state(widths=(8,) * 7)}, work / "ffhq-256.model")
+    torch.save({"g_running": rosinality_v1_state(widths=(8,) * 7)}, work / "stylegan1-256.model")
+    fixtures = Path(__file__).parent / "fixtures" / "stylegan2"  # small networks in NVIDIA's and rosinality's formats
+    shutil.copy(fixtures / "sg3_ffhq_like.pkl", work / "ffhq.pkl")
+    shutil.copy(fixtures / "rosinality_v2.pt", work / "550000.pt")
+    api.import_stylegan(fixtures / "sg3_ffhq_like.pkl", out=work / "ffhq256.safetensors")
+    shutil.copytree(models / "photos", models / "faces")
+    for name in ("photo.png", "face.jpg"):
+        image(work / name)
+    torch.jit.script(StandInVGG()).save(str(work / "vgg16.pt"))
 
     class TinyFeatures(torch.nn.Module):  # a TorchScript stand-in for the Inception file
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,6 +159,8 @@ def test_every_help_example_runs(command, lines, workspace, tmp_path, monkeypatc
             pytest.importorskip("onnx", reason=f"{line} needs onnx (the export extra)")
         if args[0] == "train":
             args = shortened(args)
+        if args[0] == "project":
+            args = [*args, "--steps", "2"]
         result = run(*args, *(["--device", "cpu"] if "--device" not in args and takes_device(args) else []))
         assert result.exit_code == 0, f"{line}\n{result.output}"
         assert "Traceback" not in result.output

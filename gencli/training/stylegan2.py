@@ -47,7 +47,8 @@ from gencli.runs import clear_run_outputs, hold_run_dir, resolved, write_options
 from gencli.training.augment import ada_adjust, diff_augment, draw_augment
 from gencli.training.common import accumulate, requires_grad, seed_everything
 from gencli.training.loop import TrainingHooks, TrainingPlan, fit
-from gencli.training.options import StyleGANTraining, augment_ops, options_document
+from gencli.training.option_files import options_document
+from gencli.training.options import StyleGANTraining, augment_ops
 from gencli.training.stylegan import StyleGANTask, auto_r1_gamma, draw_latents, load_data, source_checkpoint
 
 ADA_INTERVAL = 4  # steps between adjustments of p (theirs)
