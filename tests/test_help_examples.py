@@ -111,8 +111,8 @@ def workspace(tmp_path_factory):
     shutil.copy(models / "h2z" / "model.safetensors", work / "horse2zebra.safetensors")
     api.train_stylegan(data="mnist", data_dir=data, run_dir=models / "photos", resolution=16, widths=(16, 8, 8), z_dim=8,
                        w_dim=8, mapping_layers=2, batch_size=8, tick_kimg=0.016, kimg=0.016, device="cpu")
-    for name in ("painting.jpg", "horse.jpg", "holiday/beach.jpg", "holiday/hills.png", "photos/a.png",
-                 "photos/b.png", "monet/a.png", "monet/b.png"):
+    for name in ("painting.jpg", "horse.jpg", "holiday/beach.jpg", "holiday/hills.png",
+                 *(f"{folder}/{k}.png" for folder in ("photos", "monet") for k in "abcdefgh")):  # a batch of 8 each
         image(work / name)
     unpaired(work / "path" / "to" / "horse2zebra")
     for name in ("latest_net_G_A.pth", "style_monet.pth", "G.pth"):

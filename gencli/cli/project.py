@@ -76,7 +76,7 @@ class LazyDownloadBar:
     "gencli project photo.png                        # the bundled stylegan, photo_projected.png and its w",
     "gencli project runs/faces face.jpg --steps 500 --space w+ --animate",
     "gencli project -c ffhq256.safetensors face.jpg --distance lpips --features vgg16.pt -o face_proj.png",
-    "gencli sample stylegan --seeds face_proj_w.safetensors,0-6"))
+    "gencli sample stylegan -c ffhq256.safetensors --seeds face_proj_w.safetensors,0-6   # the model it was projected into"))
 @fails_cleanly
 def project(
     arguments: Annotated[list[str], typer.Argument(metavar="[MODEL] PHOTO", show_default=False,
