@@ -38,6 +38,10 @@ EVERY = {
                            precision="fp32"),
 }
 FAMILY = {VAETraining: "cvae", CycleGANTraining: "cyclegan", StyleGANTraining: "stylegan"}
+# The StyleGAN options that only a StyleGAN2 network takes (--arch stylegan2), and ADA's.
+STYLEGAN2_VALUES = dict(data="fashion-mnist", kimg=0.5, tick_kimg=0.25, batch_size=4, architecture="stylegan2",
+                        resolution=16, channel_base=256, channel_max=16, z_dim=8, w_dim=8, mapping_layers=2,
+                        augment="ada,color", ada_target=0.5, ada_kimg=50.0, device="cpu", precision="fp32")
 
 
 def toml(values: dict) -> str:
@@ -56,9 +60,13 @@ def cli_args(cls, values: dict) -> list[str]:
         if f.name not in values or not f.metadata["cli"]:
             continue
         v, flag = values[f.name], spelling(cls, f)
-        if field_type(cls, f.name)[0] is bool or f.metadata["flag"]:
+        if f.name == "augment" and "ada" in v.split(","):  # --augment takes a word after it: ada[,ops]
+            args += ["--augment", v]
+        elif field_type(cls, f.name)[0] is bool or "/" in (f.metadata["flag"] or "") or f.name == "augment":
             on, _, off = flag.partition("/")
             args += [on] if v else [off] if off else []
+        elif f.metadata["flag"]:  # a value under another spelling (--arch)
+            args += [flag, str(v)]
         else:
             args += [option_name(f.name), ",".join(map(str, v)) if isinstance(v, tuple) else str(v)]
     return args
@@ -66,10 +74,21 @@ def cli_args(cls, values: dict) -> list[str]:
 
 @pytest.mark.parametrize("cls", list(EVERY))
 def test_every_field_is_covered_and_differs_from_its_default(cls):
-    assert set(EVERY[cls]) | set(cls.LENGTH[1:]) == {f.name for f in dataclasses.fields(cls)}
+    values = {**EVERY[cls], **(STYLEGAN2_VALUES if cls is StyleGANTraining else {})}
+    assert set(values) | set(cls.LENGTH[1:]) == {f.name for f in dataclasses.fields(cls)}
     for f in dataclasses.fields(cls):
-        if f.name in EVERY[cls]:
-            assert EVERY[cls][f.name] != f.default, f.name
+        if f.name in values:
+            assert values[f.name] != f.default, f.name
+
+
+def test_stylegan2_options_on_the_command_line_equal_the_same_in_a_config_file(tmp_path):
+    values = dict(STYLEGAN2_VALUES, data_dir=tmp_path)
+    (tmp_path / "config.toml").write_text(toml(values))
+    by_flags = dry_run("stylegan", *cli_args(StyleGANTraining, values), "--run-dir", tmp_path / "run")
+    by_file = dry_run("stylegan", "--config", tmp_path / "config.toml", "--run-dir", tmp_path / "run")
+    assert by_flags == by_file
+    assert by_flags["options"]["channel_base"] == 256 and by_flags["options"]["ada_target"] == 0.5
+    assert by_flags["config"]["img_resolution"] == 16 and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("cls", list(EVERY))
@@ -121,6 +140,8 @@ def test_every_option_on_the_command_line_equals_the_same_in_a_config_file(cls, 
     by_file = dry_run(family, "--config", tmp_path / "config.toml", "--run-dir", tmp_path / "run")
     assert by_flags == by_file
     expected = cls(**values).to_dict()
+    if cls is StyleGANTraining:  # the plan resolves the architecture (no --arch, no --init-from: gencli's)
+        expected["architecture"] = "stylegan"
     assert by_flags["options"] == expected
     assert not (tmp_path / "run").exists()
 

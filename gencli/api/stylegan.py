@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 from gencli import download
-from gencli.api.common import (check_numbers, check_positive, check_scale, check_truncation, item_label, train_or_plan, training_options)
+from gencli.api.common import (check_numbers, check_positive, check_scale, check_truncation, item_label, options_named,
+                               training_options)
 from gencli.api.projection import fixed_ws
 from gencli.catalog import models_dir
 from gencli.checkpoint import read_metadata, save_model
@@ -16,8 +17,11 @@ from gencli.errors import GencliError, NothingToDo, OptionError
 from gencli.files import check_name
 from gencli.images import ANIMATED, check_image_path, image_format, save_animation, save_grid
 from gencli.inference import stylegan as inference
+from gencli.models.stylegan2 import StyleGAN2Config
 from gencli.runs import find_checkpoint, open_model
 from gencli.training import stylegan as training
+from gencli.training import stylegan2 as training2
+from gencli.training.stylegan_plan import plan
 from gencli.training.loop import TrainingHooks, TrainingPlan
 from gencli.training.options import StyleGANTraining
 from gencli.weights import stylegan2 as stylegan2_weights
@@ -35,8 +39,13 @@ def train_stylegan(options: StyleGANTraining | None = None, /, *, run_dir=None, 
     must equal the run's. `on_skip(path, message)` hears of each unreadable image skipped.
     `dry_run`: return the TrainingPlan, writing nothing."""
     options = training_options(StyleGANTraining, options, overrides)
-    return train_or_plan(training, options, dry_run=dry_run, progress=progress, on_skip=on_skip, run_dir=run_dir,
-                         resume=resume, overwrite=overwrite)
+    with options_named():
+        job = plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
+        if dry_run:
+            return job
+        # a StyleGAN2 network (--arch stylegan2, or --init-from one) trains with NVIDIA's objective
+        trainer = training2.train if isinstance(job.config, StyleGAN2Config) else training.run
+        return trainer(job, progress=progress, on_skip=on_skip)
 
 
 def _open(command: str, checkpoint, device: str):

@@ -29,12 +29,11 @@ from gencli.images import save_grid
 from gencli.inference.stylegan import class_rows, generate
 from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 from gencli.models.stylegan import Discriminator, Generator, StyleGANConfig, default_widths
-from gencli.models.stylegan2 import StyleGAN2Config
 from gencli.registry import config_from_dict
-from gencli.runs import (check_more_to_do, clear_run_outputs, epochs_done, hold_run_dir, prepare_run_dir, resolved,
-                         resumed_run, write_options)
+from gencli.runs import (clear_run_outputs, hold_run_dir, resolved,
+                         write_options)
 from gencli.training.augment import diff_augment, draw_augment, parse_augment
-from gencli.training.common import accumulate, requires_grad, resumed_options, seed_everything, shard, stream_batches
+from gencli.training.common import accumulate, requires_grad, seed_everything, shard, stream_batches
 from gencli.training.loop import TrainingHooks, TrainingPlan, fit
 from gencli.training.option_files import options_document
 from gencli.training.options import StyleGANTraining
@@ -340,43 +339,6 @@ def new_config(options: StyleGANTraining) -> StyleGANConfig:
     return StyleGANConfig(**values)
 
 
-def plan(options: StyleGANTraining, *, run_dir: str | Path | None = None, resume: bool = False,
-         overwrite: bool = False) -> TrainingPlan:
-    """What `train` would do, resolved without writing anything: the run folder (default runs/stylegan)
-    checked; the architecture (--arch, or the --init-from network's: stylegan, or NVIDIA's stylegan2 with
-    its objective, gencli.training.stylegan2); the network (`new_config`), or on `resume` the run's with its
-    options (this call may change the length, the device and the precision); R1's gamma (default 0.0002
-    res^2 / batch), the learning rate, the EMA and the x-flips (default: for folders) resolved; the device
-    and the precision."""
-    from gencli.training import stylegan2
-
-    folder = prepare_run_dir("stylegan", run_dir, resume, overwrite)
-    if resume:
-        run = resumed_run(folder, "stylegan")
-        options = resumed_options(run, options, "stylegan", folder)
-        if run.family == "stylegan2":
-            config = config_from_dict(StyleGAN2Config, run.config)
-            options = stylegan2.resolve_options(options, config)
-        else:
-            config = config_from_dict(StyleGANConfig, run.config)
-            options = stylegan_defaults(options)
-        check_more_to_do(folder, options.total_ticks())
-    elif chosen_architecture(options) == "stylegan2":
-        config = stylegan2.new_config(options)
-        options = stylegan2.resolve_options(options, config)
-    else:
-        options = stylegan_defaults(options)
-        config = new_config(options)
-        options = dataclasses.replace(
-            options, r1_gamma=auto_r1_gamma(config.resolution, options.batch_size) if options.r1_gamma is None
-            else options.r1_gamma, mirror=options.data not in IDX_DATASETS if options.mirror is None else options.mirror)
-    dev = distributed.resolve_device(options.device)
-    precision, reason = distributed.resolve_precision(options.precision, dev)
-    options = stylegan2.with_config(options, config) if isinstance(config, StyleGAN2Config) else options.with_config(config)
-    return TrainingPlan("stylegan", options, folder, resume, options.total_ticks(),
-                        epochs_done(folder) if resume else 0, str(dev), precision, reason, config)
-
-
 def load_data(options: StyleGANTraining, resolution: int, channels: int, num_classes: int, on_skip=None
               ) -> tuple[torch.Tensor, torch.Tensor | None, list[str], str]:
     """The training images at the network's resolution and channels: (images uint8 (N, C, res, res), labels
@@ -403,18 +365,12 @@ def load_data(options: StyleGANTraining, resolution: int, channels: int, num_cla
     return images, labels, names, line
 
 
-def train(options: StyleGANTraining, *, run_dir: str | Path | None = None, resume: bool = False,
-          overwrite: bool = False, progress: TrainingHooks | None = None, on_skip=None) -> Path:
-    """Train a StyleGAN as `options` say (see `plan`); returns the path of model.safetensors (the EMA
-    generator) in the run directory. With --cond the class names go into the checkpoint; with --init-from
-    G, D and the EMA start from the source run's. `on_skip(path, message)` hears of each unreadable image.
-    A stylegan2 network trains with NVIDIA's objective (gencli.training.stylegan2.train)."""
-    job = plan(options, run_dir=run_dir, resume=resume, overwrite=overwrite)
-    if isinstance(job.config, StyleGAN2Config):
-        from gencli.training import stylegan2
-
-        return stylegan2.train(job, progress=progress, on_skip=on_skip)
-    options, config = job.options, job.config
+def run(job: TrainingPlan, *, progress: TrainingHooks | None = None, on_skip=None) -> Path:
+    """Run a training of gencli's StyleGAN planned by gencli.training.stylegan_plan.plan (which sends a
+    stylegan2 network to gencli.training.stylegan2.train); returns model.safetensors' path. With --cond the
+    class names go into the checkpoint; with --init-from G, D and the EMA start from the source run's.
+    `on_skip(path, message)` hears of each unreadable image."""
+    options, config, resume = job.options, job.config, job.resume
     with hold_run_dir(job.run_dir):  # refused at once if another training holds it
         dev = distributed.init(distributed.resolve_device(options.device))
         seed_everything(options.seed)

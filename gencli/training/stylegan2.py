@@ -336,7 +336,7 @@ def with_config(options: StyleGANTraining, config: StyleGAN2Config) -> StyleGANT
 
 
 def train(job: TrainingPlan, *, progress: TrainingHooks | None = None, on_skip=None):
-    """Run the planned StyleGAN2 training (gencli.training.stylegan.plan); returns model.safetensors' path."""
+    """Run the planned StyleGAN2 training (gencli.training.stylegan_plan.plan); returns model.safetensors' path."""
     options, config, resume = job.options, job.config, job.resume
     with hold_run_dir(job.run_dir):
         dev = distributed.init(distributed.resolve_device(options.device))
