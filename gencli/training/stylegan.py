@@ -365,31 +365,48 @@ def load_data(options: StyleGANTraining, resolution: int, channels: int, num_cla
     return images, labels, names, line
 
 
-def run(job: TrainingPlan, *, progress: TrainingHooks | None = None, on_skip=None) -> Path:
-    """Run a training of gencli's StyleGAN planned by gencli.training.stylegan_plan.plan (which sends a
-    stylegan2 network to gencli.training.stylegan2.train); returns model.safetensors' path. With --cond the
-    class names go into the checkpoint; with --init-from G, D and the EMA start from the source run's.
-    `on_skip(path, message)` hears of each unreadable image."""
+def run_task(job: TrainingPlan, shape: tuple[int, int, int], build, start_from, header=lambda task: (), *,
+             progress: TrainingHooks | None = None, on_skip=None) -> Path:
+    """The run both StyleGAN trainers share: hold the run folder, seed, read the data at the network's
+    `shape` (resolution, channels, classes), make the task (`build(images, labels, device)`), start a new
+    run from --init-from (`start_from(task, labels)`), write options.json and fit; returns model.safetensors'
+    path. `header(task)`: the trainer's own lines above the progress. `on_skip(path, message)` hears of
+    each unreadable image."""
     options, config, resume = job.options, job.config, job.resume
     with hold_run_dir(job.run_dir):  # refused at once if another training holds it
         dev = distributed.init(distributed.resolve_device(options.device))
         seed_everything(options.seed)
-        images, labels, names, line = load_data(options, config.resolution, config.channels, config.num_classes,
-                                                on_skip)
+        images, labels, names, line = load_data(options, *shape, on_skip)
         if not resume:
             clear_run_outputs(job.run_dir)
-        task = StyleGANTask(config, images, dataset=options.data, batch_size=options.batch_size, lr=options.lr,
+        task = build(images, labels, dev)
+        if labels is not None:
+            task.metadata["class_names"] = names
+        if options.init_from is not None and not resume:
+            start_from(task, labels)
+        write_options(job.run_dir, options_document(
+            options, "stylegan", resolved=resolved(dev, job.precision, job.precision_reason, options.batch_size),
+            data={"name": str(options.data), "images": len(images)}, config=asdict(config)))
+        lines = (f"precision {job.precision} ({job.precision_reason})", *header(task), *((line,) if line else ()))
+        return fit(task, job.run_dir, epochs=job.epochs, resume=resume, progress=progress, header=lines)
+
+
+def run(job: TrainingPlan, *, progress: TrainingHooks | None = None, on_skip=None) -> Path:
+    """Run a training of gencli's StyleGAN planned by gencli.training.stylegan_plan.plan (which sends a
+    stylegan2 network to gencli.training.stylegan2.train); returns model.safetensors' path. With --cond the
+    class names go into the checkpoint; with --init-from G, D and the EMA start from the source run's."""
+    options, config = job.options, job.config
+
+    def build(images, labels, dev):
+        return StyleGANTask(config, images, dataset=options.data, batch_size=options.batch_size, lr=options.lr,
                             r1_gamma=options.r1_gamma, r1_every=options.r1_every, mixing_prob=options.mixing_prob,
                             ema_kimg=options.ema_kimg, tick_images=round(options.tick_kimg * 1000),
                             mirror=options.mirror, freeze_mapping=options.freeze_mapping, freeze_d=options.freeze_d,
                             seed=options.seed, device=dev, labels=labels, augment=options.augment,
                             precision=job.precision)
-        if labels is not None:
-            task.metadata["class_names"] = names
-        if options.init_from is not None and not resume:
-            task.load_source(load_resume(_source(options.init_from)[0].parent / RESUME_FILE))
-        write_options(job.run_dir, options_document(
-            options, "stylegan", resolved=resolved(dev, job.precision, job.precision_reason, options.batch_size),
-            data={"name": str(options.data), "images": len(images)}, config=asdict(config)))
-        return fit(task, job.run_dir, epochs=job.epochs, resume=resume, progress=progress,
-                   header=(f"precision {job.precision} ({job.precision_reason})",) + ((line,) if line else ()))
+
+    def start_from(task, labels):
+        task.load_source(load_resume(_source(options.init_from)[0].parent / RESUME_FILE))
+
+    return run_task(job, (config.resolution, config.channels, config.num_classes), build, start_from,
+                    progress=progress, on_skip=on_skip)

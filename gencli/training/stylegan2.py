@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import asdict
 
 import torch
 from torch import nn
@@ -43,13 +42,11 @@ from gencli.inference.stylegan import class_rows
 from gencli.losses import d_logistic_loss, d_r1_loss, g_nonsaturating_loss
 from gencli.models.stylegan2 import Discriminator, Generator, StyleGAN2Config
 from gencli.registry import config_from_dict
-from gencli.runs import clear_run_outputs, hold_run_dir, resolved, write_options
 from gencli.training.augment import ada_adjust, diff_augment, draw_augment
-from gencli.training.common import accumulate, requires_grad, seed_everything
-from gencli.training.loop import TrainingHooks, TrainingPlan, fit
-from gencli.training.option_files import options_document
+from gencli.training.common import accumulate, requires_grad
+from gencli.training.loop import TrainingHooks, TrainingPlan
 from gencli.training.options import StyleGANTraining, augment_ops
-from gencli.training.stylegan import StyleGANTask, auto_r1_gamma, draw_latents, load_data, source_checkpoint
+from gencli.training.stylegan import StyleGANTask, auto_r1_gamma, draw_latents, run_task, source_checkpoint
 
 ADA_INTERVAL = 4  # steps between adjustments of p (theirs)
 
@@ -337,36 +334,28 @@ def with_config(options: StyleGANTraining, config: StyleGAN2Config) -> StyleGANT
 
 def train(job: TrainingPlan, *, progress: TrainingHooks | None = None, on_skip=None):
     """Run the planned StyleGAN2 training (gencli.training.stylegan_plan.plan); returns model.safetensors' path."""
-    options, config, resume = job.options, job.config, job.resume
-    with hold_run_dir(job.run_dir):
-        dev = distributed.init(distributed.resolve_device(options.device))
-        seed_everything(options.seed)
-        images, labels, names, line = load_data(options, config.img_resolution, config.img_channels, config.c_dim,
-                                                on_skip)
-        if not resume:
-            clear_run_outputs(job.run_dir)
-        task = StyleGAN2Task(config, images, dataset=options.data, batch_size=options.batch_size, lr=options.lr,
+    options, config = job.options, job.config
+
+    def build(images, labels, dev):
+        return StyleGAN2Task(config, images, dataset=options.data, batch_size=options.batch_size, lr=options.lr,
                              r1_gamma=options.r1_gamma, r1_every=options.r1_every, mixing_prob=options.mixing_prob,
                              ema_kimg=options.ema_kimg, ema_rampup=None if options.init_from is not None else 0.05,
                              tick_images=round(options.tick_kimg * 1000), mirror=options.mirror,
                              freeze_mapping=options.freeze_mapping, freeze_d=options.freeze_d, seed=options.seed,
                              device=dev, labels=labels, augment=options.augment, ada_target=options.ada_target,
                              ada_kimg=options.ada_kimg, precision=job.precision)
-        if labels is not None:
-            task.metadata["class_names"] = names
-        if options.init_from is not None and not resume:
-            source, meta = source_checkpoint(options.init_from)
-            task.load_checkpoint(source)
-            task.metadata["init_from"] = str(source)
-            if "class_names" in meta["extra"] and labels is None:
-                task.metadata["class_names"] = meta["extra"]["class_names"]
-        write_options(job.run_dir, options_document(
-            options, "stylegan", resolved=resolved(dev, job.precision, job.precision_reason, options.batch_size),
-            data={"name": str(options.data), "images": len(images)}, config=asdict(config)))
-        header = (f"precision {job.precision} ({job.precision_reason})",
-                  f"stylegan2: NVIDIA's objective, lr {options.lr:g}, R1 gamma {options.r1_gamma:g} every "
-                  f"{options.r1_every} steps, EMA half-life {options.ema_kimg:g} kimg"
-                  + (f", ADA target {options.ada_target:g} (p 0 to 1 in {options.ada_kimg:g} kimg)"
-                     if task.ada else ""))
-        return fit(task, job.run_dir, epochs=job.epochs, resume=resume, progress=progress,
-                   header=header + ((line,) if line else ()))
+
+    def start_from(task, labels):
+        source, meta = source_checkpoint(options.init_from)
+        task.load_checkpoint(source)
+        task.metadata["init_from"] = str(source)
+        if "class_names" in meta["extra"] and labels is None:
+            task.metadata["class_names"] = meta["extra"]["class_names"]
+
+    def header(task):
+        return (f"stylegan2: NVIDIA's objective, lr {options.lr:g}, R1 gamma {options.r1_gamma:g} every "
+                f"{options.r1_every} steps, EMA half-life {options.ema_kimg:g} kimg"
+                + (f", ADA target {options.ada_target:g} (p 0 to 1 in {options.ada_kimg:g} kimg)" if task.ada else ""),)
+
+    return run_task(job, (config.img_resolution, config.img_channels, config.c_dim), build, start_from, header,
+                    progress=progress, on_skip=on_skip)
