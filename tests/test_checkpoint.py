@@ -64,3 +64,24 @@ def test_atomic_write_gives_files_the_usual_permissions(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    config = VAEConfig(hidden=(16,))
+    model = VAE(config)
+    with torch.no_grad():
+        next(model.parameters())[0, 3] = bad
+    path = save_model(tmp_path / "m.safetensors", "vae", model, config, epoch=1, seed=0)
+    with pytest.raises(GencliError, match="NaN or infinite"):
+        load_model(path)
+
+
+def test_large_finite_weights_whose_sum_overflows_still_load(tmp_path):
+    config = VAEConfig(hidden=(16,))
+    model = VAE(config)
+    with torch.no_grad():
+        next(model.parameters()).fill_(3e38)  # finite values, an infinite float32 sum
+    path = save_model(tmp_path / "m.safetensors", "vae", model, config, epoch=1, seed=0)
+    loaded, _ = load_model(path)
+    assert torch.equal(next(loaded.parameters()), next(model.parameters()))

@@ -36,7 +36,7 @@ from torch import nn
 from gencli.errors import ConfigError, GencliError
 from gencli.models.stylegan2_layers import (CHANNELS_LAST, Conv2d, FullyConnected, ModulatedConv2d, ToRGB,
                                             cpu_inference, downsample2d, minibatch_std, normalize_2nd_moment,
-                                            upsample2d)
+                                            randn, upsample2d)
 
 ARCHITECTURES = ("skip", "resnet", "orig")
 
@@ -170,7 +170,7 @@ class SynthesisBlock(nn.Module):
         self.architecture, self.first = config.architecture, in_ch == 0
         clamp = config.conv_clamp
         if self.first:
-            self.const = nn.Parameter(torch.randn(out_ch, res, res))
+            self.const = nn.Parameter(randn(out_ch, res, res))
         else:
             self.conv0 = ModulatedConv2d(in_ch, out_ch, config.w_dim, res, up=True, clamp=clamp)
         self.conv1 = ModulatedConv2d(out_ch, out_ch, config.w_dim, res, clamp=clamp)

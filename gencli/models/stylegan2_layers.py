@@ -48,6 +48,14 @@ def fir_kernel(channels: int, gain: float = 1.0, device=None, dtype=torch.float3
     return (f * (gain / f.sum())).expand(channels, 1, 4, 4)
 
 
+def randn(*shape: int, scale: float = 1.0) -> torch.Tensor:
+    """Initial weights N(0, scale^2); on the meta device (where a checkpoint's shape check builds the
+    network) only the shape: PyTorch's meta kernels of randn and arithmetic import seconds of modules."""
+    if torch.get_default_device().type == "meta":
+        return torch.empty(shape)
+    return torch.randn(shape) if scale == 1 else torch.randn(shape) * scale
+
+
 _FIR_CACHE: dict[tuple, torch.Tensor] = {}
 
 
@@ -119,8 +127,8 @@ class FullyConnected(nn.Module):
     def __init__(self, in_features: int, out_features: int, *, act: str = "linear", lr_mul: float = 1.0,
                  bias_init: float = 0.0):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
-        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)) / lr_mul)
+        self.weight = nn.Parameter(randn(out_features, in_features, scale=1 / lr_mul))
+        self.bias = nn.Parameter(torch.full((out_features,), bias_init / lr_mul))
         self.weight_gain, self.lr_mul, self.act = lr_mul / math.sqrt(in_features), lr_mul, act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +149,7 @@ class Conv2d(nn.Module):
         super().__init__()
         if up and kernel != 1:
             raise ValueError("Conv2d up-samples with 1x1 kernels only")
-        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.weight = nn.Parameter(randn(out_ch, in_ch, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
         self.weight_gain = 1 / math.sqrt(in_ch * kernel * kernel)
         self.kernel, self.act, self.down, self.up, self.clamp = kernel, act, down, up, clamp
@@ -169,10 +177,10 @@ class ModulatedConv2d(nn.Module):
                  clamp: float | None = None, kernel: int = 3):
         super().__init__()
         self.affine = FullyConnected(w_dim, in_ch, bias_init=1.0)
-        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.weight = nn.Parameter(randn(out_ch, in_ch, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_ch))
         self.noise_strength = nn.Parameter(torch.zeros(()))
-        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.register_buffer("noise_const", randn(resolution, resolution))
         self.resolution, self.up, self.clamp, self.kernel = resolution, up, clamp, kernel
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None = None,
@@ -245,7 +253,7 @@ class ToRGB(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, w_dim: int, clamp: float | None = None):
         super().__init__()
         self.affine = FullyConnected(w_dim, in_ch, bias_init=1.0)
-        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, 1, 1))
+        self.weight = nn.Parameter(randn(out_ch, in_ch, 1, 1))
         self.bias = nn.Parameter(torch.zeros(out_ch))
         self.weight_gain, self.clamp = 1 / math.sqrt(in_ch), clamp
 
