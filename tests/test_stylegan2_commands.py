@@ -107,6 +107,18 @@ def test_bad_sampling_options_are_one_line(imported, tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
+def test_outdir_alone_writes_chunk_by_chunk_the_same_files(imported, tmp_path):
+    """70 seeds of a 32 px network are two chunks (64 + 6), written while drawing; the files equal those
+    written beside a grid (all images drawn first)."""
+    seeds = list(range(70))
+    ckpt = imported["sg3_ffhq_like"]
+    assert run("sample", "stylegan", "-c", ckpt, "--seeds", "0-69", "--outdir", tmp_path / "alone").exit_code == 0
+    assert run("sample", "stylegan", "-c", ckpt, "--seeds", "0-69", "--outdir", tmp_path / "grid",
+               "-o", tmp_path / "grid.png").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "alone").iterdir()) == [f"seed{s:04d}.png" for s in seeds]
+    assert torch.equal(read_pngs(tmp_path / "alone", seeds), read_pngs(tmp_path / "grid", seeds))
+
+
 def test_a_conditional_network_without_label_draws_a_class_per_row(imported, tmp_path):
     result = run("sample", "stylegan", "-c", imported["ada_cifar_like"], "--seeds", "0-19", "--nrow", "2",
                  "--outdir", tmp_path, "-o", tmp_path / "grid.png")

@@ -12,6 +12,7 @@ is by default the constant noise stored in the network (their default noise mode
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,19 +85,24 @@ def batch_for(G) -> int:
     return max(1, min(64, 2**18 // res**2))
 
 
-@torch.no_grad()
-def synthesize(G, ws: torch.Tensor, noise: list[torch.Tensor] | None, noise_mode: str | None = None,
-               batch_size: int | None = None) -> torch.Tensor:
-    """g(ws) in chunks, as images in [0, 1] on the CPU. `noise` None: the network's own (StyleGAN2 const
-    or none, as `noise_mode` says)."""
+def synthesize_chunks(G, ws: torch.Tensor, noise: list[torch.Tensor] | None, noise_mode: str | None = None,
+                      batch_size: int | None = None) -> Iterator[torch.Tensor]:
+    """g(ws) chunk by chunk (batch_for(G) images each), as images in [0, 1] on the CPU. `noise` None: the
+    network's own (StyleGAN2 const or none, as `noise_mode` says)."""
     dev = G.w_avg.device
     batch_size = batch_size or batch_for(G)
     mode = {"noise_mode": check_noise_mode(G, noise_mode)} if is_stylegan2(G) else {}
-    out = []
     for i in range(0, len(ws), batch_size):
         chunk = None if noise is None else [n[i : i + batch_size].to(dev) for n in noise]
-        out.append(to_unit(G.synthesis(ws[i : i + batch_size].to(dev), chunk, **mode)).cpu())
-    return torch.cat(out)
+        with torch.no_grad():
+            images = to_unit(G.synthesis(ws[i : i + batch_size].to(dev), chunk, **mode)).cpu()
+        yield images
+
+
+def synthesize(G, ws: torch.Tensor, noise: list[torch.Tensor] | None, noise_mode: str | None = None,
+               batch_size: int | None = None) -> torch.Tensor:
+    """All of synthesize_chunks as one tensor."""
+    return torch.cat(list(synthesize_chunks(G, ws, noise, noise_mode, batch_size)))
 
 
 def shared_noise(noise: list[torch.Tensor] | None, k: int) -> list[torch.Tensor] | None:
@@ -200,12 +206,19 @@ def item_ws(G, items: list, truncation: float = 1.0, noise_seed: int | None = No
     return ws, noise
 
 
-def generate(G, seeds: list, truncation: float = 1.0, noise_seed: int | None = None, labels=None,
-             cutoff: int | None = None, noise_mode: str | None = None) -> torch.Tensor:
-    """One image per seed (or FixedW), (N, C, H, W) in [0, 1]; conditional: of class `labels` (see seed_ws)."""
+def generate_chunks(G, seeds: list, truncation: float = 1.0, noise_seed: int | None = None, labels=None,
+                    cutoff: int | None = None, noise_mode: str | None = None) -> Iterator[torch.Tensor]:
+    """One image per seed (or FixedW), in [0, 1], chunk by chunk in the order of `seeds`; conditional: of
+    class `labels` (see seed_ws)."""
     G.eval()
     ws, noise = item_ws(G, seeds, truncation, noise_seed, labels, cutoff, noise_mode)
-    return synthesize(G, ws, noise, noise_mode)
+    return synthesize_chunks(G, ws, noise, noise_mode)
+
+
+def generate(G, seeds: list, truncation: float = 1.0, noise_seed: int | None = None, labels=None,
+             cutoff: int | None = None, noise_mode: str | None = None) -> torch.Tensor:
+    """All of generate_chunks as one tensor (N, C, H, W)."""
+    return torch.cat(list(generate_chunks(G, seeds, truncation, noise_seed, labels, cutoff, noise_mode)))
 
 
 def style_mix(G, row_seeds: list[int], col_seeds: list[int], cutoff: int, truncation: float = 1.0,
