@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from typer.testing import CliRunner
 
@@ -389,11 +390,29 @@ def _nonzero(G):
     return G
 
 
-@pytest.mark.parametrize("arch, clamp", [("skip", 256.0), ("skip", 0.3), ("resnet", 0.3), ("orig", None)])
-def test_cpu_inference_road_is_the_same_function(arch, clamp):
-    """No-grad CPU synthesis (one image at a time, channels-last, folded weights) equals the batched
-    road autograd takes, with the clamp active or not, for every noise mode and for given noise."""
+def test_transposed_convolution_by_phases():
+    from gencli.models.stylegan2_layers import CHANNELS_LAST, conv_transpose_phases
+
+    torch.manual_seed(0)
+    for h, w in ((1, 1), (5, 7), (8, 8)):
+        x = torch.randn(1, 6, h, w).contiguous(memory_format=CHANNELS_LAST)
+        weight = torch.randn(6, 4, 3, 3)
+        ref = F.conv_transpose2d(x, weight, stride=2)
+        out = conv_transpose_phases(x, weight)
+        assert out.shape == ref.shape == (1, 4, 2 * h + 1, 2 * w + 1)
+        assert (out - ref).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("arch, clamp, phases_from", [("skip", 256.0, 128), ("skip", 0.3, 128), ("resnet", 0.3, 1),
+                                                      ("orig", None, 1), ("skip", 0.3, 1)])
+def test_cpu_inference_road_is_the_same_function(arch, clamp, phases_from, monkeypatch):
+    """No-grad CPU synthesis (one image at a time, channels-last, folded weights; transposed convolutions
+    by phases from `phases_from` px) equals the batched road autograd takes, with the clamp active or not,
+    for every noise mode and for given noise."""
+    from gencli.models import stylegan2_layers
     from gencli.models.stylegan2_layers import cpu_inference
+
+    monkeypatch.setattr(stylegan2_layers, "POLYPHASE_FROM", phases_from)
 
     torch.manual_seed(0)
     G = _nonzero(sg2.build(tiny(architecture=arch, conv_clamp=clamp)).eval())
