@@ -13,7 +13,8 @@ nonzero) is written as a gencli checkpoint, then timed three ways over seeds 0-7
   (c) gencli's generator warm in this process, the same loop, alternating image by image with (b) so
       that both see the same load on a shared machine.
 
-`--floor` also times the network's convolutions alone (what remains if everything else were free). On
+`--keep-freed` runs the warm loops (b) and (c) with the allocator setting the gencli command makes
+(gencli.allocator), so that NVIDIA's generator gets its benefit too. `--floor` also times the network's convolutions alone (what remains if everything else were free). On
 CUDA (when present) images per second of both at --cuda-batch. `--resolution 256` runs a smaller
 network for a quick check.
 
@@ -207,10 +208,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of (a) and of the warm loops")
     parser.add_argument("--cuda-batch", type=int, default=8)
     parser.add_argument("--floor", action="store_true", help="also time the convolutions alone (one image)")
+    parser.add_argument("--keep-freed", action="store_true",
+                        help="give this process the allocator setting of the gencli command (keep_freed_memory), "
+                             "so that both warm loops run with it")
     args = parser.parse_args()
+    if args.keep_freed:
+        from gencli.allocator import keep_freed_memory
+
+        keep_freed_memory()
 
     config = ffhq_config(args.resolution)
-    print(f"CPU: {cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"CPU: {cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+          + ("; warm loops with gencli's allocator setting" if args.keep_freed else ""))
     print(f"StyleGAN2 {args.resolution} px, FFHQ config (z/w 512, channel_base 32768, channel_max 512, 8 mapping "
           f"layers, num_fp16_res 4, conv_clamp 256, skip), seeds 0-{args.seeds - 1}, noise_mode const, batch 1")
     with tempfile.TemporaryDirectory() as tmp:
