@@ -396,3 +396,159 @@ def test_a_second_translation_gets_429_while_latent_points_still_decode(client, 
     assert second.status_code == 429 and "already running" in second.json()["detail"]
     assert point.status_code == 200 and decode_seconds < 2
     assert client.post(url, content=png(16, 16)).status_code == 200  # the slot is free again
+
+
+# --- projection -------------------------------------------------------------------------------------------
+
+LETTERS = "/api/stylegan/run:letters"
+
+
+def finished(client, model: str, job: str, seconds: float = 60) -> dict:
+    """Poll the job until it is no longer running."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = client.get(f"{model}/project/{job}")
+        assert status.status_code == 200, status.text
+        if status.json()["state"] != "running" or time.monotonic() > deadline:
+            return status.json()
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def projected(client):
+    """A finished projection of a 20 x 24 photo into run:letters (pixel distance, 20 steps)."""
+    response = client.post(f"{LETTERS}/project", content=png(20, 24, (30, 160, 90)),
+                           params={"steps": 20, "distance": "pixel", "filename": "my photo.png"})
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["state"] == "running" and job["steps"] == 20 and response.headers["location"].endswith(job["id"])
+    return finished(client, LETTERS, job["id"])
+
+
+def test_a_projection_runs_as_a_job_and_gives_the_project_commands_files(client, projected, in_workdir):
+    assert projected["state"] == "done", projected
+    assert projected["step"] == projected["steps"] == 20 and projected["distance_name"] == "pixel"
+    assert projected["error"] is None and projected["w_file"] == "my_photo_projected_w.safetensors"
+    assert any(note.startswith("Target: my_photo.png, 20x24 RGB") for note in projected["notes"])
+    base = f"{LETTERS}/project/{projected['id']}"
+    image = client.get(f"{base}/image")
+    assert_png(image, size=(16, 16))
+    assert image.headers["x-gencli-command"] == (
+        "gencli project -c runs/letters/model.safetensors my_photo.png --steps 20 --distance pixel --label 0 "
+        "-o my_photo_projected.png")
+    assert 'filename="my_photo_projected.png"' in image.headers["content-disposition"]
+    assert_png(client.get(f"{base}/compare"), size=(2 * 16 + 6, 16 + 4))  # photo | projection, save_grid's padding
+    w = client.get(f"{base}/w")
+    assert w.status_code == 200 and 'filename="my_photo_projected_w.safetensors"' in w.headers["content-disposition"]
+    (in_workdir / "my_photo_projected_w.safetensors").write_bytes(w.content)
+    Image.open(io.BytesIO(png(20, 24, (30, 160, 90)))).save(in_workdir / "my_photo.png")
+    assert reproduce(image, in_workdir) == image.content  # the command writes the same projection
+
+
+def test_the_w_download_is_a_w_file_of_the_model(client, projected, tmp_path):
+    from gencli.api.projection import load_w
+
+    store = client.app.state.store
+    _, G, _ = store.load("run:letters", ("stylegan",))
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(client.get(f"{LETTERS}/project/{projected['id']}/w").content)
+    ws, noise, meta = load_w(path, G)
+    assert tuple(ws.shape) == (G.num_ws, G.w_avg.shape[-1]) and len(noise) == len(G.synthesis.layer_resolutions)
+    assert meta["distance"] == "pixel" and meta["steps"] == 20 and meta["target"] == "my_photo.png"
+
+
+def test_a_projection_mixes_in_place_of_a_seed_as_style_mix_does_with_its_w_file(client, projected, in_workdir,
+                                                                                  tmp_path):
+    from gencli.api.projection import fixed_ws
+    from gencli.inference import stylegan
+    from gencli.serve.models import grid_png
+
+    seeds = client.get(f"{LETTERS}/mix", params={"row": 3, "col": 5, "cutoff": 2})
+    mixed = client.get(f"{LETTERS}/mix", params={"row": 3, "col": 5, "cutoff": 2, "row_w": projected["id"]})
+    assert_png(mixed, size=(2 * 16 + 6, 2 * 16 + 6))
+    assert mixed.content != seeds.content
+    assert mixed.headers["x-gencli-command"] == (
+        "gencli style-mix --rows my_photo_projected_w.safetensors --cols 5 --cutoff 2 --truncation 0.7 --label 0 "
+        "-c runs/letters/model.safetensors -o stylegan_style_mix_my_photo_projected_5_cutoff2_label0.png")
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(client.get(f"{LETTERS}/project/{projected['id']}/w").content)
+    _, G, _ = client.app.state.store.load("run:letters", ("stylegan",))
+    parts = stylegan.style_mix(G, fixed_ws(G, [path]), [5], 2, 0.7, noise_seed=0, label=0)
+    assert grid_png(stylegan.style_mix_grid(*parts), nrow=2) == mixed.content
+    (in_workdir / "my_photo_projected_w.safetensors").write_bytes(path.read_bytes())
+    assert reproduce(mixed, in_workdir) == mixed.content
+    reverse = client.get(f"{LETTERS}/mix", params={"row": 5, "cutoff": 2, "col_w": projected["id"]})
+    assert "--rows 5 --cols my_photo_projected_w.safetensors" in reverse.headers["x-gencli-command"]
+    assert reverse.content not in (mixed.content, seeds.content)
+
+
+def test_a_second_projection_gets_429_while_one_runs(client, monkeypatch):
+    from gencli.api import projection
+
+    started, release = threading.Event(), threading.Event()
+    original = projection.project
+
+    def slow(*args, **kwargs):
+        started.set()
+        release.wait(10)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(projection, "project", slow)
+    params = {"steps": 2, "distance": "pixel"}
+    first = client.post(f"{LETTERS}/project", content=png(16, 16), params=params)
+    assert first.status_code == 202 and started.wait(10)
+    second = client.post(f"{LETTERS}/project", content=png(16, 16), params=params)
+    assert second.status_code == 429 and second.headers["retry-after"]
+    assert "already running" in second.json()["detail"]
+    early = client.get(f"{LETTERS}/project/{first.json()['id']}/image")
+    assert early.status_code == 409 and "still running" in early.json()["detail"]
+    release.set()
+    assert finished(client, LETTERS, first.json()["id"])["state"] == "done"
+    again = client.post(f"{LETTERS}/project", content=png(16, 16), params=params)
+    assert again.status_code == 202  # the slot is free again
+    assert finished(client, LETTERS, again.json()["id"])["state"] == "done"
+
+
+def test_a_failing_projection_reports_its_error_in_the_job(client, monkeypatch):
+    from gencli.api import projection
+
+    def broken(**kwargs):
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setattr(projection, "project", broken)
+    job = client.post(f"{LETTERS}/project", content=png(16, 16), params={"distance": "pixel"}).json()
+    status = finished(client, LETTERS, job["id"])
+    assert status["state"] == "error" and status["error"] == "out of memory, say"
+    image = client.get(f"{LETTERS}/project/{job['id']}/image")
+    assert image.status_code == 409 and "out of memory, say" in image.json()["detail"]
+    mix = client.get(f"{LETTERS}/mix", params={"row_w": job["id"]})
+    assert mix.status_code == 409
+
+
+def test_projection_requests_that_are_wrong_get_clear_answers(client):
+    url = f"{LETTERS}/project"
+    assert client.post(url, content=b"\0" * (MAX_UPLOAD_BYTES + 1)).status_code == 413
+    bad = client.post(url, content=b"not an image")
+    assert bad.status_code == 422 and "not an image" in bad.json()["detail"]
+    assert client.post(url, content=png(16, 16), params={"steps": 0}).status_code == 422
+    assert client.post(url, content=png(16, 16), params={"steps": 1001}).status_code == 422
+    assert client.post(url, content=png(16, 16), params={"label": 3}).status_code == 400  # three classes
+    assert client.post("/api/stylegan/bundled:vae/project", content=png(16, 16)).status_code == 404
+    for path in ("", "/image", "/compare", "/w"):
+        unknown = client.get(f"{url}/0123456789ab{path}")
+        assert unknown.status_code == 404 and "no projection" in unknown.json()["detail"]
+    missing = client.get(f"{LETTERS}/mix", params={"row_w": "nope"})
+    assert missing.status_code == 404 and "no projection" in missing.json()["detail"]
+
+
+def test_only_the_newest_projections_are_kept(client, monkeypatch):
+    from gencli.serve import models
+
+    monkeypatch.setattr(models, "PROJECTION_JOBS", 2)
+    ids = []
+    for _ in range(3):
+        ids.append(client.post(f"{LETTERS}/project", content=png(16, 16),
+                               params={"steps": 1, "distance": "pixel"}).json()["id"])
+        finished(client, LETTERS, ids[-1])
+    assert client.get(f"{LETTERS}/project/{ids[0]}").status_code == 404
+    assert [client.get(f"{LETTERS}/project/{i}").json()["state"] for i in ids[1:]] == ["done", "done"]

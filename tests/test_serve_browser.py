@@ -154,3 +154,34 @@ def test_an_uploaded_image_is_translated_beside_it(page):
     assert "gencli translate monet2photo monet_1.jpg --direction a2b" in page.inner_text("#cg-command")
     assert page.get_attribute("#cg-download", "download") == "monet_1_a2b.png"
     screenshot(page, "serve_cyclegan.png")
+
+
+def test_a_photo_is_projected_shown_beside_it_and_mixed_with_the_seed(page, tmp_path):
+    from gencli import perceptual
+
+    with pytest.MonkeyPatch.context() as mp:  # no feature network files: the pixel distance, with its note
+        mp.setattr(perceptual, "VGG16_DOWNLOADS", (("http://127.0.0.1:9/vgg16.pt", None),))
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path))
+        for name in ("GENCLI_VGG16", "GENCLI_INCEPTION"):
+            mp.delenv(name, raising=False)
+        page.click("nav button[data-tab=stylegan]")
+        page.fill("#proj-steps", "5")
+        page.set_input_files("#proj-file", str(MONET))
+        for image_id in ("proj-image", "pmix-image", "pmixr-image"):
+            wait_for_new_image(page, image_id, None)
+    status = page.inner_text("#proj-status")
+    assert "projected: step 5 of 5, distance pixel" in status and "no VGG16 file" in status
+    assert page.get_attribute("#proj-w", "download") == "monet_1_projected_w.safetensors"
+    seed = int(page.input_value("#sg-seed"))
+    assert f"--rows monet_1_projected_w.safetensors --cols {seed} " in page.inner_text("#pmix-command")
+    assert f"--rows {seed} --cols monet_1_projected_w.safetensors " in page.inner_text("#pmixr-command")
+    src = page.get_attribute("#pmix-image", "src")
+    page.click("#sg-next")
+    wait_for_new_image(page, "pmix-image", src)
+    assert f"--cols {seed + 1} " in page.inner_text("#pmix-command")
+    src = page.get_attribute("#pmix-image", "src")
+    page.fill("#mix-cutoff", "2")
+    page.dispatch_event("#mix-cutoff", "input")
+    wait_for_new_image(page, "pmix-image", src)
+    assert "--cutoff 2 " in page.inner_text("#pmix-command")
+    screenshot(page, "serve_projection.png")

@@ -18,6 +18,8 @@ import re
 import shlex
 import tempfile
 import threading
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,8 @@ import torch
 
 # --- touch points with the rest of gencli ---------------------------------------------------------
 from gencli import api  # find_checkpoint (the CLI's default model), latent_grid
+from gencli.api import projection  # `gencli project` and its w files
+from gencli.api.common import item_label  # how a w file heads a grid and names a file
 from gencli.checkpoint import load_model, read_metadata
 from gencli.data import load_idx_dataset, open_rgb
 from gencli.errors import GencliError
@@ -54,16 +58,27 @@ VAE_FAMILIES = ("vae", "cvae")
 SOURCES = ("run", "imported", "bundled")  # listing order: the user's own models first
 
 
+PROJECTION_JOBS = 8  # projections kept in memory (their files and w), the newest ones
+
+
 class NotFound(GencliError):
     """An id the server did not list, or a model of another family than the view needs."""
 
 
-class UploadError(GencliError):
+class Refused(GencliError):
+    """A request the server turns down with HTTP `status`; with `retry_after` (seconds) a 429 to retry."""
+
+    def __init__(self, message: str, status: int, retry_after: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class UploadError(Refused):
     """An upload that is not an image within the limits; `status` is the HTTP status to answer."""
 
     def __init__(self, message: str, status: int = 422):
-        super().__init__(message)
-        self.status = status
+        super().__init__(message, status)
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,40 @@ class Picture:
     png: bytes
     filename: str  # the name the command writes, offered for download
     command: str  # the command (or Python line) that writes the same PNG
+
+
+@dataclass
+class ProjectionJob:
+    """One `gencli project` run in a background thread; its fields are written by that thread only."""
+
+    id: str
+    model_id: str
+    photo: str  # the upload's safe name, as the command names the photo
+    steps: int
+    state: str = "running"  # running, done or error
+    step: int = 0
+    distance: float | None = None  # the current one
+    distance_name: str | None = None  # known once the feature network is loaded
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    command: str = ""  # the command that writes the same files, once the distance is known
+    files: dict[str, Picture] = field(default_factory=dict)  # image, compare, w: the command's files
+    w: stylegan.FixedW | None = None
+
+    def progress(self, step: int, steps: int, distance: float) -> None:
+        self.step, self.distance = step, distance
+
+    def describe(self) -> dict:
+        return {"id": self.id, "model": self.model_id, "photo": self.photo, "state": self.state, "step": self.step,
+                "steps": self.steps, "distance": self.distance, "distance_name": self.distance_name,
+                "notes": list(self.notes), "error": self.error, "command": self.command,
+                "w_file": self.files["w"].filename if "w" in self.files else None}
+
+    def file(self, kind: str) -> Picture:
+        if self.state != "done":
+            what = "is still running" if self.state == "running" else f"failed: {self.error}"
+            raise Refused(f"projection {self.id} {what}", 409)
+        return self.files[kind]
 
 
 def display_path(path: Path) -> str:
@@ -155,6 +204,8 @@ class ModelStore:
         self._entries: dict[str, ModelEntry] = {}
         self._loaded: dict[str, tuple[float, torch.nn.Module, dict]] = {}  # id -> (mtime, model, meta)
         self._scatter: dict[str, tuple[float, dict]] = {}
+        self._jobs: OrderedDict[str, ProjectionJob] = OrderedDict()
+        self._projecting = threading.BoundedSemaphore(1)  # projections running at once; more get 429
         self.scan()
 
     # --- listing --------------------------------------------------------------------------------------
@@ -316,18 +367,31 @@ class ModelStore:
                    + self.checkpoint_option(entry) + f" -o {filename}")
         return Picture(png, filename, command)
 
+    def _mix_item(self, model_id: str, G, seed: int, job_id: str | None) -> tuple[int | stylegan.FixedW, str, str]:
+        """(item, file-name part, the command's argument): the seed, or the w of finished projection `job_id`."""
+        if job_id is None:
+            return seed, str(seed), str(seed)
+        job = self.projection(model_id, job_id)
+        w_file = job.file("w").filename
+        if tuple(job.w.ws.shape) != (G.num_ws, G.w_avg.shape[-1]):  # the checkpoint file was replaced since
+            raise GencliError(f"projection {job_id} does not fit this model any more; project the photo again")
+        return job.w, item_label(Path(w_file)), shlex.quote(w_file)
+
     def stylegan_mix(self, model_id: str, row: int, col: int, cutoff: int, truncation: float = 0.7,
-                     label: int | None = None) -> Picture:
+                     label: int | None = None, row_w: str | None = None, col_w: str | None = None) -> Picture:
         """`gencli style-mix` of one row seed (coarse styles) and one column seed (fine styles): a 2 x 2
-        grid of blank corner, column image, row image and their mix."""
+        grid of blank corner, column image, row image and their mix. `row_w`/`col_w`: a finished
+        projection's id, whose w stands in place of that seed (as its w file does in the command)."""
         entry, G, _ = self.load(model_id, STYLEGANS)
         api.check_truncation(truncation)
         label, option, part = self._class(G, label)
+        (row, row_part, row_arg), (col, col_part, col_arg) = (self._mix_item(model_id, G, row, row_w),
+                                                              self._mix_item(model_id, G, col, col_w))
         parts = stylegan.style_mix(G, [row], [col], cutoff, truncation, noise_seed=0, label=label)
-        filename = f"stylegan_style_mix_{row}_{col}_cutoff{cutoff}{part}.png"
+        filename = f"stylegan_style_mix_{row_part}_{col_part}_cutoff{cutoff}{part}.png"
         png = grid_png(stylegan.style_mix_grid(*parts), nrow=2)
-        command = (f"gencli style-mix --rows {row} --cols {col} --cutoff {cutoff} --truncation {truncation!r}{option}"
-                   + self.checkpoint_option(entry) + f" -o {filename}")
+        command = (f"gencli style-mix --rows {row_arg} --cols {col_arg} --cutoff {cutoff} --truncation {truncation!r}"
+                   f"{option}" + self.checkpoint_option(entry) + f" -o {filename}")
         return Picture(png, filename, command)
 
     def stylegan_interpolation(self, model_id: str, start: int, end: int, steps: int = 8,
@@ -341,6 +405,68 @@ class ModelStore:
         command = (f"gencli interpolate --seeds {start},{end} --steps {steps} --truncation {truncation!r}{option}"
                    + self.checkpoint_option(entry) + f" -o {filename}")
         return Picture(png, filename, command)
+
+    # --- projection ------------------------------------------------------------------------------------
+
+    def start_projection(self, model_id: str, data: bytes, steps: int = 200, label: int | None = None,
+                         distance: str | None = None, filename: str = "upload.png") -> dict:
+        """Start `gencli project` of the uploaded photo in a background thread and return the job's status.
+        One runs at a time: another meanwhile is refused with 429. The newest PROJECTION_JOBS jobs are kept."""
+        entry, G, _ = self.load(model_id, STYLEGANS)
+        label, _, _ = self._class(G, label)
+        read_upload(data)  # a bad upload is answered now, not by the job
+        if not self._projecting.acquire(blocking=False):
+            raise Refused("a projection is already running; try again when it has finished", 429, retry_after=5)
+        try:
+            job = ProjectionJob(uuid.uuid4().hex[:12], model_id, safe_filename(filename), steps)
+            with self._lock:
+                self._jobs[job.id] = job
+                while len(self._jobs) > PROJECTION_JOBS:  # the oldest is never the running one
+                    self._jobs.popitem(last=False)
+            threading.Thread(target=self._project, args=(job, entry, data, label, distance), daemon=True,
+                             name=f"gencli-project-{job.id}").start()
+        except BaseException:
+            self._projecting.release()
+            raise
+        return job.describe()
+
+    def _project(self, job: ProjectionJob, entry: ModelEntry, data: bytes, label: int | None,
+                 distance: str | None) -> None:
+        """The job's thread: the command's own function, writing into a temporary folder that is read back."""
+        try:
+            # Resolved here first so that the status names the distance from the start and the command
+            # names it (the command's own fallback may differ on another machine); the command loads it again.
+            name, _, note = projection.feature_network(distance, device=self.device)
+            job.distance_name = name
+            if note:
+                job.notes.append(note)
+            with tempfile.TemporaryDirectory(prefix="gencli-serve-") as tmp:
+                photo, out = Path(tmp) / job.photo, Path(tmp) / f"{Path(job.photo).stem}_projected.png"
+                photo.write_bytes(data)
+                job.command = (f"gencli project{self.checkpoint_option(entry)} {shlex.quote(job.photo)} "
+                               f"--steps {job.steps} --distance {name}"
+                               + ("" if label is None else f" --label {label}") + f" -o {out.name}")
+                result = projection.project(checkpoint=entry.path, target=photo, steps=job.steps, distance=name,
+                                            label=label, out=out, device=str(self.device), progress=job.progress,
+                                            on_note=job.notes.append)
+                ws, noise, _ = projection.load_w(result["w_file"])
+                job.w = stylegan.FixedW(ws, noise, item_label(Path(result["w_file"])))
+                job.files = {kind: Picture(Path(result[key]).read_bytes(), Path(result[key]).name, job.command)
+                             for kind, key in (("image", "output"), ("compare", "compare"), ("w", "w_file"))}
+            job.distance = result["final_distance"]
+            job.state = "done"
+        except Exception as e:  # noqa: BLE001 - whatever fails is the job's to report; the server carries on
+            job.error = str(e) or type(e).__name__
+            job.state = "error"
+        finally:
+            self._projecting.release()
+
+    def projection(self, model_id: str, job_id: str) -> ProjectionJob:
+        job = self._jobs.get(job_id)
+        if job is None or job.model_id != model_id:
+            raise NotFound(f"no projection {job_id!r} of model {model_id!r}; the server keeps the last "
+                           f"{PROJECTION_JOBS}")
+        return job
 
     # --- CycleGAN ----------------------------------------------------------------------------------------
 

@@ -269,10 +269,14 @@ function selectStylegan(m) {
     labels.append(b);
   });
   $("mix-cutoff").max = m.info.num_ws;
+  $("proj-result").hidden = proj.model !== m.id;  // a projection mixes with its own model only
   refreshStylegan();
 }
 
-function refreshSeed() { if (sg.model) sgImage(`${sgBase("image")}&seed=${intValue("sg-seed")}`); }
+function refreshSeed() {
+  if (sg.model) sgImage(`${sgBase("image")}&seed=${intValue("sg-seed")}`);
+  refreshProjectionMix();
+}
 function refreshMix() {
   if (sg.model) sgMix(`${sgBase("mix")}&row=${intValue("mix-row")}&col=${intValue("mix-col")}&cutoff=${$("mix-cutoff").value}`);
 }
@@ -282,6 +286,64 @@ function refreshInterp() {
   }
 }
 function refreshStylegan() { refreshSeed(); refreshMix(); refreshInterp(); }
+
+// --- StyleGAN: projecting a photo (a job on the server, polled every second) ---
+
+const proj = { job: null, model: null };  // the finished projection shown and its model's id
+const projStatus = $("proj-status");
+const projCompare = latestOnly(pictureView("proj"), projStatus);
+const projMix = latestOnly(pictureView("pmix"), projStatus);
+const projMixReverse = latestOnly(pictureView("pmixr"), projStatus);
+
+// The photo's coarse styles with the current seed's fine ones, and the reverse, at the mix view's cutoff.
+function refreshProjectionMix() {
+  if (!proj.job || !sg.model || proj.model !== sg.model.id) return;
+  const mix = `${sgBase("mix")}&cutoff=${$("mix-cutoff").value}`;
+  const seed = intValue("sg-seed");
+  projMix(`${mix}&row_w=${proj.job}&col=${seed}`);
+  projMixReverse(`${mix}&row=${seed}&col_w=${proj.job}`);
+}
+
+function projectionLine(job) {
+  const distance = job.distance === null ? "" : `, distance ${job.distance_name} ${job.distance.toPrecision(4)}`;
+  const notes = job.notes.length ? `. ${job.notes.join(". ")}` : "";
+  return `${job.state === "done" ? "projected" : "projecting"}: step ${job.step} of ${job.steps}${distance}${notes}`;
+}
+
+async function projectPhoto(file) {
+  if (!sg.model || !file) return;
+  if (file.size > LIMITS.max_upload_bytes) {
+    return setStatus(projStatus, `the file is ${(file.size / 2 ** 20).toFixed(1)} MiB; the limit is ${LIMITS.max_upload_bytes / 2 ** 20} MiB`, true);
+  }
+  const model = sg.model;
+  const base = `/api/stylegan/${encodeURIComponent(model.id)}/project`;
+  const label = model.info.conditional ? `&label=${sg.label}` : "";
+  const steps = Math.min(1000, Math.max(1, intValue("proj-steps")));
+  setStatus(projStatus, "uploading ...");
+  try {
+    let response = await fetch(`${base}?steps=${steps}&filename=${encodeURIComponent(file.name || "upload.png")}${label}`,
+                               { method: "POST", body: file });
+    if (response.status !== 202) return setStatus(projStatus, await errorText(response), true);
+    let job = await response.json();
+    while (job.state === "running") {
+      setStatus(projStatus, projectionLine(job));
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      response = await fetch(`${base}/${job.id}`);
+      if (!response.ok) return setStatus(projStatus, await errorText(response), true);
+      job = await response.json();
+    }
+    if (job.state !== "done") return setStatus(projStatus, `the projection failed: ${job.error}`, true);
+    setStatus(projStatus, projectionLine(job));
+    Object.assign(proj, { job: job.id, model: model.id });
+    $("proj-w").href = `${base}/${job.id}/w`;
+    $("proj-w").download = job.w_file;
+    $("proj-result").hidden = sg.model !== model;
+    projCompare(`${base}/${job.id}/compare`);
+    refreshProjectionMix();
+  } catch (e) {
+    setStatus(projStatus, `request failed: ${e}`, true);
+  }
+}
 
 function setupStylegan() {
   const bump = (d) => { $("sg-seed").value = Math.max(0, intValue("sg-seed") + d); refreshSeed(); };
@@ -294,6 +356,8 @@ function setupStylegan() {
     $("mix-cutoff-value").textContent = $("mix-cutoff").value;
     refreshMix();
   });
+  $("mix-cutoff").addEventListener("input", refreshProjectionMix);
+  $("proj-file").addEventListener("change", () => projectPhoto($("proj-file").files[0]));
   for (const id of ["interp-start", "interp-end", "interp-steps"]) $(id).addEventListener("input", () => {
     $("interp-steps-value").textContent = $("interp-steps").value;
     refreshInterp();
