@@ -445,20 +445,28 @@ def test_a_projection_runs_as_a_job_and_gives_the_project_commands_files(client,
     assert reproduce(image, in_workdir) == image.content  # the command writes the same projection
 
 
-def test_the_w_download_is_a_w_file_of_the_model(client, projected, tmp_path):
-    from gencli.api.projection import load_w
-
-    store = client.app.state.store
-    _, G, _ = store.load("run:letters", ("stylegan",))
-    path = tmp_path / "w.safetensors"
+@pytest.fixture
+def w_file(client, projected, in_workdir) -> Path:
+    """The projection's w download, saved in the working directory under the name the server gives it."""
+    path = in_workdir / projected["w_file"]
     path.write_bytes(client.get(f"{LETTERS}/project/{projected['id']}/w").content)
-    ws, noise, meta = load_w(path, G)
+    return path
+
+
+def test_the_w_download_is_a_w_file_of_the_model_that_draws_the_projection(client, projected, w_file):
+    from gencli.api.projection import fixed_ws, load_w
+    from gencli.inference import stylegan
+    from gencli.serve.models import png_bytes
+
+    _, G, _ = client.app.state.store.load("run:letters", ("stylegan",))
+    ws, noise, meta = load_w(w_file, G)
     assert tuple(ws.shape) == (G.num_ws, G.w_avg.shape[-1]) and len(noise) == len(G.synthesis.layer_resolutions)
     assert meta["distance"] == "pixel" and meta["steps"] == 20 and meta["target"] == "my_photo.png"
+    drawn = stylegan.generate(G, fixed_ws(G, [w_file]))[0]
+    assert png_bytes(drawn) == client.get(f"{LETTERS}/project/{projected['id']}/image").content
 
 
-def test_a_projection_mixes_in_place_of_a_seed_as_style_mix_does_with_its_w_file(client, projected, in_workdir,
-                                                                                  tmp_path):
+def test_a_projection_mixes_in_place_of_a_seed_as_style_mix_does_with_its_w_file(client, projected, w_file):
     from gencli.api.projection import fixed_ws
     from gencli.inference import stylegan
     from gencli.serve.models import grid_png
@@ -470,16 +478,35 @@ def test_a_projection_mixes_in_place_of_a_seed_as_style_mix_does_with_its_w_file
     assert mixed.headers["x-gencli-command"] == (
         "gencli style-mix --rows my_photo_projected_w.safetensors --cols 5 --cutoff 2 --truncation 0.7 --label 0 "
         "-c runs/letters/model.safetensors -o stylegan_style_mix_my_photo_projected_5_cutoff2_label0.png")
-    path = tmp_path / "w.safetensors"
-    path.write_bytes(client.get(f"{LETTERS}/project/{projected['id']}/w").content)
     _, G, _ = client.app.state.store.load("run:letters", ("stylegan",))
-    parts = stylegan.style_mix(G, fixed_ws(G, [path]), [5], 2, 0.7, noise_seed=0, label=0)
+    parts = stylegan.style_mix(G, fixed_ws(G, [w_file]), [5], 2, 0.7, noise_seed=0, label=0)
     assert grid_png(stylegan.style_mix_grid(*parts), nrow=2) == mixed.content
-    (in_workdir / "my_photo_projected_w.safetensors").write_bytes(path.read_bytes())
-    assert reproduce(mixed, in_workdir) == mixed.content
+    assert reproduce(mixed, w_file.parent) == mixed.content
     reverse = client.get(f"{LETTERS}/mix", params={"row": 5, "cutoff": 2, "col_w": projected["id"]})
     assert "--rows 5 --cols my_photo_projected_w.safetensors" in reverse.headers["x-gencli-command"]
     assert reverse.content not in (mixed.content, seeds.content)
+
+
+def test_a_projection_stands_in_place_of_a_seed_in_the_image_and_the_interpolation(client, projected, w_file):
+    job = projected["id"]
+    image = client.get(f"{LETTERS}/image", params={"seed": 3, "w": job})
+    assert image.content == client.get(f"{LETTERS}/project/{job}/image").content  # with its own noise
+    assert image.headers["x-gencli-command"] == (
+        "gencli sample stylegan --seeds my_photo_projected_w.safetensors --nrow 1 --truncation 0.7 --label 0 "
+        "-c runs/letters/model.safetensors -o stylegan_my_photo_projected_label0.png")
+    assert reproduce(image, w_file.parent) == image.content
+    params = {"start": 3, "end": 5, "steps": 4}
+    seeds = client.get(f"{LETTERS}/interpolate", params=params)
+    strip = client.get(f"{LETTERS}/interpolate", params={**params, "start_w": job})
+    assert_png(strip, size=(4 * 16 + 10, 16 + 4))
+    assert strip.content != seeds.content
+    assert strip.headers["x-gencli-command"] == (
+        "gencli interpolate --seeds my_photo_projected_w.safetensors,5 --steps 4 --truncation 0.7 --label 0 "
+        "-c runs/letters/model.safetensors -o stylegan_interpolation_my_photo_projected_5_label0.png")
+    assert reproduce(strip, w_file.parent) == strip.content
+    reverse = client.get(f"{LETTERS}/interpolate", params={**params, "end_w": job})
+    assert "--seeds 3,my_photo_projected_w.safetensors " in reverse.headers["x-gencli-command"]
+    assert reverse.content not in (strip.content, seeds.content)
 
 
 def test_a_second_projection_gets_429_while_one_runs(client, monkeypatch):
@@ -521,8 +548,8 @@ def test_a_failing_projection_reports_its_error_in_the_job(client, monkeypatch):
     assert status["state"] == "error" and status["error"] == "out of memory, say"
     image = client.get(f"{LETTERS}/project/{job['id']}/image")
     assert image.status_code == 409 and "out of memory, say" in image.json()["detail"]
-    mix = client.get(f"{LETTERS}/mix", params={"row_w": job["id"]})
-    assert mix.status_code == 409
+    for view, param in (("mix", "row_w"), ("image", "w"), ("interpolate", "start_w")):
+        assert client.get(f"{LETTERS}/{view}", params={param: job["id"]}).status_code == 409
 
 
 def test_projection_requests_that_are_wrong_get_clear_answers(client):
@@ -537,8 +564,9 @@ def test_projection_requests_that_are_wrong_get_clear_answers(client):
     for path in ("", "/image", "/compare", "/w"):
         unknown = client.get(f"{url}/0123456789ab{path}")
         assert unknown.status_code == 404 and "no projection" in unknown.json()["detail"]
-    missing = client.get(f"{LETTERS}/mix", params={"row_w": "nope"})
-    assert missing.status_code == 404 and "no projection" in missing.json()["detail"]
+    for view, param in (("mix", "row_w"), ("mix", "col_w"), ("image", "w"), ("interpolate", "end_w")):
+        missing = client.get(f"{LETTERS}/{view}", params={param: "nope"})
+        assert missing.status_code == 404 and "no projection" in missing.json()["detail"]
 
 
 def test_only_the_newest_projections_are_kept(client, monkeypatch):

@@ -156,7 +156,7 @@ def test_an_uploaded_image_is_translated_beside_it(page):
     screenshot(page, "serve_cyclegan.png")
 
 
-def test_a_photo_is_projected_shown_beside_it_and_mixed_with_the_seed(page, tmp_path):
+def test_a_photo_is_projected_shown_beside_it_mixed_with_the_seed_and_interpolated_to_it(page, tmp_path):
     from gencli import perceptual
 
     with pytest.MonkeyPatch.context() as mp:  # no feature network files: the pixel distance, with its note
@@ -167,7 +167,7 @@ def test_a_photo_is_projected_shown_beside_it_and_mixed_with_the_seed(page, tmp_
         page.click("nav button[data-tab=stylegan]")
         page.fill("#proj-steps", "5")
         page.set_input_files("#proj-file", str(MONET))
-        for image_id in ("proj-image", "pmix-image", "pmixr-image"):
+        for image_id in ("proj-image", "pmix-image", "pmixr-image", "pinterp-image"):
             wait_for_new_image(page, image_id, None)
     status = page.inner_text("#proj-status")
     assert "projected: step 5 of 5, distance pixel" in status and "no VGG16 file" in status
@@ -175,10 +175,13 @@ def test_a_photo_is_projected_shown_beside_it_and_mixed_with_the_seed(page, tmp_
     seed = int(page.input_value("#sg-seed"))
     assert f"--rows monet_1_projected_w.safetensors --cols {seed} " in page.inner_text("#pmix-command")
     assert f"--rows {seed} --cols monet_1_projected_w.safetensors " in page.inner_text("#pmixr-command")
-    src = page.get_attribute("#pmix-image", "src")
+    assert f"--seeds monet_1_projected_w.safetensors,{seed} " in page.inner_text("#pinterp-command")
+    sources = {image_id: page.get_attribute(f"#{image_id}", "src") for image_id in ("pmix-image", "pinterp-image")}
     page.click("#sg-next")
-    wait_for_new_image(page, "pmix-image", src)
+    for image_id, src in sources.items():
+        wait_for_new_image(page, image_id, src)
     assert f"--cols {seed + 1} " in page.inner_text("#pmix-command")
+    assert f"--seeds monet_1_projected_w.safetensors,{seed + 1} " in page.inner_text("#pinterp-command")
     src = page.get_attribute("#pmix-image", "src")
     page.fill("#mix-cutoff", "2")
     page.dispatch_event("#mix-cutoff", "input")

@@ -121,8 +121,10 @@ def create_app(store: ModelStore) -> FastAPI:
     # --- StyleGAN ----------------------------------------------------------------------------------------
 
     @app.get("/api/stylegan/{model_id}/image")
-    def stylegan_image(model_id: str, seed: Seed = 0, truncation: Truncation = 0.7, label: Class = None) -> Response:
-        return picture_response(store.stylegan_image(model_id, seed, truncation, label))
+    def stylegan_image(model_id: str, seed: Seed = 0, truncation: Truncation = 0.7, label: Class = None,
+                       w: JobId = None) -> Response:
+        """One image of seed `seed`; `w`: a finished projection whose w stands in place of the seed."""
+        return picture_response(store.stylegan_image(model_id, seed, truncation, label, w))
 
     @app.get("/api/stylegan/{model_id}/mix")
     def stylegan_mix(model_id: str, row: Seed = 0, col: Seed = 1, cutoff: Annotated[int, Query(ge=0, le=64)] = 4,
@@ -135,8 +137,11 @@ def create_app(store: ModelStore) -> FastAPI:
     @app.get("/api/stylegan/{model_id}/interpolate")
     def stylegan_interpolate(model_id: str, start: Seed = 0, end: Seed = 1,
                              steps: Annotated[int, Query(ge=2, le=16)] = 8, truncation: Truncation = 0.7,
-                             label: Class = None) -> Response:
-        return picture_response(store.stylegan_interpolation(model_id, start, end, steps, truncation, label))
+                             label: Class = None, start_w: JobId = None, end_w: JobId = None) -> Response:
+        """A strip from seed `start` to seed `end`, linear in w; `start_w`/`end_w`: a finished projection
+        whose w stands in place of that seed."""
+        return picture_response(store.stylegan_interpolation(model_id, start, end, steps, truncation, label,
+                                                             start_w, end_w))
 
     @app.post("/api/stylegan/{model_id}/project", status_code=202)
     async def stylegan_project(request: Request, model_id: str, steps: Annotated[int, Query(ge=1, le=1000)] = 200,

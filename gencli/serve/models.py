@@ -356,19 +356,24 @@ class ModelStore:
             raise GencliError(f"a conditional stylegan needs a label between 0 and {classes - 1}")
         return label, f" --label {label}", f"_label{label}"
 
-    def stylegan_image(self, model_id: str, seed: int, truncation: float = 0.7, label: int | None = None) -> Picture:
-        """`gencli sample stylegan --seeds SEED --nrow 1 [--label K]`: one image, z and noise from the seed."""
+    def stylegan_image(self, model_id: str, seed: int, truncation: float = 0.7, label: int | None = None,
+                       w: str | None = None) -> Picture:
+        """`gencli sample stylegan --seeds SEED --nrow 1 [--label K]`: one image, z and noise from the seed;
+        `w`: a finished projection's id, whose w stands in place of the seed."""
         entry, G, _ = self.load(model_id, STYLEGANS)
         api.check_truncation(truncation)
         label, option, part = self._class(G, label)
-        filename = f"stylegan_seed{seed}{part}.png"
-        png = grid_png(stylegan.generate(G, [seed], truncation, labels=label), nrow=1)
-        command = (f"gencli sample stylegan --seeds {seed} --nrow 1 --truncation {truncation!r}{option}"
+        item, name, arg = self._seed_or_w(model_id, G, seed, w)
+        stem = f"seed{seed}" if w is None else name  # a projection: named after its w file
+        filename = f"stylegan_{stem}{part}.png"
+        png = grid_png(stylegan.generate(G, [item], truncation, labels=label), nrow=1)
+        command = (f"gencli sample stylegan --seeds {arg} --nrow 1 --truncation {truncation!r}{option}"
                    + self.checkpoint_option(entry) + f" -o {filename}")
         return Picture(png, filename, command)
 
-    def _mix_item(self, model_id: str, G, seed: int, job_id: str | None) -> tuple[int | stylegan.FixedW, str, str]:
-        """(item, file-name part, the command's argument): the seed, or the w of finished projection `job_id`."""
+    def _seed_or_w(self, model_id: str, G, seed: int, job_id: str | None) -> tuple[int | stylegan.FixedW, str, str]:
+        """(item, file-name part, the command's argument): the seed, or the w of finished projection `job_id`
+        (named in the command by its w file)."""
         if job_id is None:
             return seed, str(seed), str(seed)
         job = self.projection(model_id, job_id)
@@ -385,8 +390,8 @@ class ModelStore:
         entry, G, _ = self.load(model_id, STYLEGANS)
         api.check_truncation(truncation)
         label, option, part = self._class(G, label)
-        (row, row_part, row_arg), (col, col_part, col_arg) = (self._mix_item(model_id, G, row, row_w),
-                                                              self._mix_item(model_id, G, col, col_w))
+        (row, row_part, row_arg), (col, col_part, col_arg) = (self._seed_or_w(model_id, G, row, row_w),
+                                                              self._seed_or_w(model_id, G, col, col_w))
         parts = stylegan.style_mix(G, [row], [col], cutoff, truncation, noise_seed=0, label=label)
         filename = f"stylegan_style_mix_{row_part}_{col_part}_cutoff{cutoff}{part}.png"
         png = grid_png(stylegan.style_mix_grid(*parts), nrow=2)
@@ -395,15 +400,19 @@ class ModelStore:
         return Picture(png, filename, command)
 
     def stylegan_interpolation(self, model_id: str, start: int, end: int, steps: int = 8,
-                               truncation: float = 0.7, label: int | None = None) -> Picture:
-        """`gencli interpolate --seeds START,END`: a strip of `steps` images, linear in w."""
+                               truncation: float = 0.7, label: int | None = None, start_w: str | None = None,
+                               end_w: str | None = None) -> Picture:
+        """`gencli interpolate --seeds START,END`: a strip of `steps` images, linear in w. `start_w`/`end_w`:
+        a finished projection's id, whose w stands in place of that seed."""
         entry, G, _ = self.load(model_id, STYLEGANS)
         api.check_truncation(truncation)
         label, option, part = self._class(G, label)
-        filename = f"stylegan_interpolation_{start}_{end}{part}.png"
+        (start, start_part, start_arg), (end, end_part, end_arg) = (self._seed_or_w(model_id, G, start, start_w),
+                                                                    self._seed_or_w(model_id, G, end, end_w))
+        filename = f"stylegan_interpolation_{start_part}_{end_part}{part}.png"
         png = grid_png(stylegan.interpolate(G, [start, end], steps, truncation, noise_seed=0, label=label), nrow=steps)
-        command = (f"gencli interpolate --seeds {start},{end} --steps {steps} --truncation {truncation!r}{option}"
-                   + self.checkpoint_option(entry) + f" -o {filename}")
+        command = (f"gencli interpolate --seeds {start_arg},{end_arg} --steps {steps} --truncation {truncation!r}"
+                   f"{option}" + self.checkpoint_option(entry) + f" -o {filename}")
         return Picture(png, filename, command)
 
     # --- projection ------------------------------------------------------------------------------------

@@ -275,7 +275,7 @@ function selectStylegan(m) {
 
 function refreshSeed() {
   if (sg.model) sgImage(`${sgBase("image")}&seed=${intValue("sg-seed")}`);
-  refreshProjectionMix();
+  refreshProjection();
 }
 function refreshMix() {
   if (sg.model) sgMix(`${sgBase("mix")}&row=${intValue("mix-row")}&col=${intValue("mix-col")}&cutoff=${$("mix-cutoff").value}`);
@@ -294,14 +294,17 @@ const projStatus = $("proj-status");
 const projCompare = latestOnly(pictureView("proj"), projStatus);
 const projMix = latestOnly(pictureView("pmix"), projStatus);
 const projMixReverse = latestOnly(pictureView("pmixr"), projStatus);
+const projInterp = latestOnly(pictureView("pinterp"), projStatus);
 
-// The photo's coarse styles with the current seed's fine ones, and the reverse, at the mix view's cutoff.
-function refreshProjectionMix() {
+// The photo's coarse styles with the current seed's fine ones, and the reverse, at the mix view's cutoff;
+// the strip from the photo to the seed, in the interpolation view's steps.
+function refreshProjection() {
   if (!proj.job || !sg.model || proj.model !== sg.model.id) return;
   const mix = `${sgBase("mix")}&cutoff=${$("mix-cutoff").value}`;
   const seed = intValue("sg-seed");
   projMix(`${mix}&row_w=${proj.job}&col=${seed}`);
   projMixReverse(`${mix}&row=${seed}&col_w=${proj.job}`);
+  projInterp(`${sgBase("interpolate")}&start_w=${proj.job}&end=${seed}&steps=${$("interp-steps").value}`);
 }
 
 function projectionLine(job) {
@@ -339,7 +342,7 @@ async function projectPhoto(file) {
     $("proj-w").download = job.w_file;
     $("proj-result").hidden = sg.model !== model;
     projCompare(`${base}/${job.id}/compare`);
-    refreshProjectionMix();
+    refreshProjection();
   } catch (e) {
     setStatus(projStatus, `request failed: ${e}`, true);
   }
@@ -356,7 +359,7 @@ function setupStylegan() {
     $("mix-cutoff-value").textContent = $("mix-cutoff").value;
     refreshMix();
   });
-  $("mix-cutoff").addEventListener("input", refreshProjectionMix);
+  for (const id of ["mix-cutoff", "interp-steps"]) $(id).addEventListener("input", refreshProjection);
   $("proj-file").addEventListener("change", () => projectPhoto($("proj-file").files[0]));
   for (const id of ["interp-start", "interp-end", "interp-steps"]) $(id).addEventListener("input", () => {
     $("interp-steps-value").textContent = $("interp-steps").value;
