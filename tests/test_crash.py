@@ -174,6 +174,43 @@ def test_a_pair_split_by_a_kill_between_its_renames_resumes(data_dir, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(weights(reference).values(), weights(fresh).values()))
 
 
+class Killed(BaseException):
+    """Ends a training at a chosen moment as SIGKILL would: gencli catches it nowhere (its clean-ups re-raise)."""
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_kill_between_the_renames_of_the_last_pair_is_completed_by_resume(data_dir, tmp_path, monkeypatch, epochs):
+    """The last epoch's resume.pt renamed, its model not (after the first epoch: no model at all): no epoch is
+    left to train, yet --resume writes that epoch's model (the averaged weights resume.pt holds) instead of
+    finding nothing to do."""
+    from gencli.checkpoint import load_resume, read_metadata
+
+    out, replace, renamed = tmp_path / "run", os.replace, []
+
+    def replace_then_die(src, dst):
+        replace(src, dst)
+        renamed.append(Path(dst).name)
+        if renamed.count("resume.pt") == epochs:
+            raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", replace_then_die)
+        with pytest.raises(Killed):
+            tiny_train("vae", data_dir, out, epochs=epochs)
+    state = load_resume(out / "resume.pt")
+    assert state["epoch"] == epochs and renamed.count("model.safetensors") == epochs - 1
+
+    resume = ("train", "vae", "--data-dir", data_dir, "--out", out, "--epochs", epochs, "--device", "cpu", "--resume")
+    result = run(*resume)
+    assert result.exit_code == 0 and "Nothing to do" not in result.output, result.output
+    assert read_metadata(out / "model.safetensors")["epoch"] == epochs
+    model, ema = weights(out), state["networks"]["ema"]
+    assert model.keys() == ema.keys() and all(torch.equal(model[k], ema[k]) for k in ema)
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == \
+        list(range(1, epochs + 1))
+    assert "Nothing to do" in run(*resume).output  # now the run is complete
+
+
 def test_a_second_training_into_a_busy_folder_is_refused_at_once(tmp_path, zygote):
     data = write_mnist(tmp_path / "data" / "mnist", n_train=200, n_test=50).parent
     out = tmp_path / "run"
