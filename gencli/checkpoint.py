@@ -9,7 +9,8 @@ contains tensors and plain containers only and is read with `torch.load(weights_
 Safety: files are written to a temporary file and renamed, so a killed process never leaves half a file.
 A training run writes the two as a pair (`save_checkpoint`): both temporary files first, then resume.pt
 renamed, then model.safetensors. A failed write changes neither; a process killed between the two renames
-leaves resume.pt one epoch ahead, which `--resume` follows (and then rewrites the model to match).
+leaves resume.pt one epoch ahead (`pair_split`), which `--resume` follows and then rewrites the model to match,
+even when that epoch was the last one asked for.
 Loading checks the metadata's JSON and types, then compares the tensor shapes the config would create
 (built on PyTorch's `meta` device, which allocates nothing) with those in the file's header before any
 memory is allocated, and finally the checksum (files written before it existed have none and still load).
@@ -94,6 +95,13 @@ def save_checkpoint(run_dir: Path, family: str, model: nn.Module, config, *, epo
     state = {**state, "checkpoint": metadata}
     atomic_write_all([(run_dir / RESUME_FILE, lambda tmp: _torch_save(state, tmp)),
                       (run_dir / MODEL_FILE, lambda tmp: save_file(tensors, tmp, metadata=metadata))])
+
+
+def pair_split(run_dir: Path, epoch: int) -> bool:
+    """Whether model.safetensors lags resume.pt of `epoch` (older, or absent after the first pair): the
+    state of a kill between save_checkpoint's two renames."""
+    path = Path(run_dir) / MODEL_FILE
+    return not path.is_file() or read_metadata(path)["epoch"] != epoch
 
 
 # --- reading -----------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ import torch
 from gencli import distributed
 from gencli.catalog import (RUNS_DIR, ModelSource, bundled_checkpoint, locate_checkpoint,  # noqa: F401
                             models_dir, path_argument, shadowed, tell)
-from gencli.checkpoint import MODEL_FILE, RESUME_FILE, decode_metadata, load_model, load_resume, read_metadata
+from gencli.checkpoint import (MODEL_FILE, RESUME_FILE, decode_metadata, load_model, load_resume, pair_split,
+                               read_metadata)
 from gencli.errors import GencliError, NothingToDo, OptionError
 from gencli.files import atomic_write
 from gencli.registry import get_family, is_kind, require_command
@@ -155,9 +156,10 @@ def epochs_done(run_dir: Path) -> int:
 
 
 def check_more_to_do(run_dir: Path, epochs: int) -> None:
-    """For `--resume`: NothingToDo when the run has already finished `epochs` epochs."""
+    """For `--resume`: NothingToDo when the run has already finished `epochs` epochs. A run whose last
+    checkpoint pair a kill split is not finished: the resume goes on to write its model (training nothing)."""
     done = epochs_done(run_dir)
-    if epochs <= done:
+    if epochs <= done and not pair_split(run_dir, done):
         raise NothingToDo(f"nothing to do: {run_dir} has finished {done} epoch{'' if done == 1 else 's'}, and "
                           f"{epochs} {'was' if epochs == 1 else 'were'} asked for; "
                           "ask for more to train further")

@@ -2,7 +2,9 @@
 run folder, and a full disk (a file-size limit). Each ends with the run resumable and nothing lost.
 
 The kills go to processes forked from one "zygote" that has imported torch and gencli once, so each of the
-many runs starts in milliseconds rather than seconds; the zygote itself never trains.
+many runs starts in milliseconds rather than seconds; the zygote itself never trains. It reaps a run only when
+told to (`Zygote.wait`), so a kill sent before then reaches that run, or its zombie if it has already ended,
+and never a process that reused its pid.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def slow_replace(src, dst):  # widens the moments between a checkpoint's tempora
     time.sleep(pause)
     replace(src, dst)
 
-for line in sys.stdin:
+for line in iter(sys.stdin.readline, ""):
     options = json.loads(line)
     pid = os.fork()
     if pid == 0:
@@ -59,6 +61,7 @@ for line in sys.stdin:
             code = 1
         os._exit(code)
     print(pid, flush=True)
+    sys.stdin.readline()  # the test is done with this pid (it may have killed it): reap it now
     print(os.waitpid(pid, 0)[1], flush=True)
 '''
 READY = "ready"
@@ -78,7 +81,10 @@ class Zygote:
         return int(self.proc.stdout.readline())
 
     def wait(self) -> int:
-        """The wait status of the last run (0: finished; SIGKILL: killed)."""
+        """The wait status of the last run (0: finished; SIGKILL: killed), once it has ended; until this is
+        called, its pid stays its own."""
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
         return int(self.proc.stdout.readline())
 
     def close(self) -> str:
@@ -113,6 +119,15 @@ def checkpoint_write_started(run_dir: Path, timeout: float) -> bool:
     return False
 
 
+def sleep_in_run(run_dir: Path, seconds: float, epochs: int) -> None:
+    """Sleep `seconds`, or less: until the run in `run_dir` nears its end (the last epoch's samples are
+    written, its checkpoint pair is next), so that a moment drawn for a run faster than measured still falls
+    within it."""
+    deadline, last = time.perf_counter() + seconds, run_dir / "samples" / f"epoch_{epochs:03d}.png"
+    while time.perf_counter() < deadline and not last.exists():
+        time.sleep(0.002)
+
+
 def test_killed_at_random_moments_resumes_to_the_same_weights(tmp_path, zygote):
     data = write_mnist(tmp_path / "data" / "mnist", n_train=200, n_test=50).parent
     epochs = 16
@@ -124,34 +139,39 @@ def test_killed_at_random_moments_resumes_to_the_same_weights(tmp_path, zygote):
     assert zygote.wait() == 0
     epoch = (time.perf_counter() - t0 - first) / (epochs - 1)
 
-    out, rng, kills, resumed, inside = tmp_path / "killed", random.Random(0), 0, 0, 0
-    while True:
-        resume = (out / "resume.pt").exists()
-        resumed += resume
-        pid = zygote.start(**options(data, out, epochs, resume=resume, overwrite=not resume))
-        if kills < 12:
-            if kills % 2:  # while writing the temporary files of a pair, or between its renames
-                time.sleep(rng.uniform(0.5, 1.0) * first + rng.uniform(0, 1.5) * epoch)
-                checkpoint_write_started(out, 5 * epoch + 2)
-                time.sleep(rng.uniform(0, 0.05))
-            else:  # anywhere
-                time.sleep(rng.uniform(0.3, 1.0) * first + rng.uniform(0, 2) * epoch)
-            os.kill(pid, signal.SIGKILL)  # a zombie until the zygote reaps it: the pid is still this child's
-        status = zygote.wait()
-        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
-            kills += 1
-            inside += any(out.glob(".resume.pt.*.tmp")) or any(out.glob(".model.safetensors.*.tmp"))  # mid-pair
-            continue
-        assert status == 0, zygote.close()
-        if kills >= 10:
-            break
+    # A run may end before its kills are spent (one meant for its last pair came after it): it is checked as
+    # any other, and another run takes the rest of the kills.
+    reference, rng, kills, resumed, inside, runs = weights(tmp_path / "reference"), random.Random(0), 0, 0, 0, 0
+    while kills < 10:
+        runs += 1
+        assert runs <= 3, f"only {kills} kills landed in {runs - 1} runs"
+        out = tmp_path / f"killed{runs}"
+        while True:
+            resume = (out / "resume.pt").exists()
+            resumed += resume
+            pid = zygote.start(**options(data, out, epochs, resume=resume, overwrite=not resume))
+            if kills < 12:
+                if kills % 2:  # while writing the temporary files of a pair, or between its renames
+                    sleep_in_run(out, rng.uniform(0.5, 1.0) * first + rng.uniform(0, 1.5) * epoch, epochs)
+                    checkpoint_write_started(out, 5 * epoch + 2)
+                    time.sleep(rng.uniform(0, 0.05))
+                else:  # anywhere
+                    sleep_in_run(out, rng.uniform(0.3, 1.0) * first + rng.uniform(0, 2) * epoch, epochs)
+                os.kill(pid, signal.SIGKILL)  # not reaped before zygote.wait(): the pid is still this run's
+            status = zygote.wait()
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+                kills += 1
+                inside += any(out.glob(".resume.pt.*.tmp")) or any(out.glob(".model.safetensors.*.tmp"))  # mid-pair
+                continue
+            assert status == 0, zygote.close()
+            break  # ended on its own: after the last kill, or before a kill came
+        result = weights(out)
+        assert reference.keys() == result.keys()
+        assert all(torch.equal(reference[k], result[k]) for k in reference)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
+        assert not list(out.glob(".*.tmp")) and not list(out.glob("samples/.*.tmp"))
     assert inside >= 1 and resumed >= 5
-    reference, result = weights(tmp_path / "reference"), weights(out)
-    assert reference.keys() == result.keys()
-    assert all(torch.equal(reference[k], result[k]) for k in reference)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
-    assert not list(out.glob(".*.tmp")) and not list(out.glob("samples/.*.tmp"))
 
 
 def test_a_pair_split_by_a_kill_between_its_renames_resumes(data_dir, tmp_path):
@@ -172,6 +192,43 @@ def test_a_pair_split_by_a_kill_between_its_renames_resumes(data_dir, tmp_path):
     (fresh / "model.safetensors").unlink()  # killed between the renames of the very first pair
     tiny_train("vae", data_dir, fresh, epochs=3, resume=True)
     assert all(torch.equal(a, b) for a, b in zip(weights(reference).values(), weights(fresh).values()))
+
+
+class Killed(BaseException):
+    """Ends a training at a chosen moment as SIGKILL would: gencli catches it nowhere (its clean-ups re-raise)."""
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_kill_between_the_renames_of_the_last_pair_is_completed_by_resume(data_dir, tmp_path, monkeypatch, epochs):
+    """The last epoch's resume.pt renamed, its model not (after the first epoch: no model at all): no epoch is
+    left to train, yet --resume writes that epoch's model (the averaged weights resume.pt holds) instead of
+    finding nothing to do."""
+    from gencli.checkpoint import load_resume, read_metadata
+
+    out, replace, renamed = tmp_path / "run", os.replace, []
+
+    def replace_then_die(src, dst):
+        replace(src, dst)
+        renamed.append(Path(dst).name)
+        if renamed.count("resume.pt") == epochs:
+            raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "replace", replace_then_die)
+        with pytest.raises(Killed):
+            tiny_train("vae", data_dir, out, epochs=epochs)
+    state = load_resume(out / "resume.pt")
+    assert state["epoch"] == epochs and renamed.count("model.safetensors") == epochs - 1
+
+    resume = ("train", "vae", "--data-dir", data_dir, "--out", out, "--epochs", epochs, "--device", "cpu", "--resume")
+    result = run(*resume)
+    assert result.exit_code == 0 and "Nothing to do" not in result.output, result.output
+    assert read_metadata(out / "model.safetensors")["epoch"] == epochs
+    model, ema = weights(out), state["networks"]["ema"]
+    assert model.keys() == ema.keys() and all(torch.equal(model[k], ema[k]) for k in ema)
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == \
+        list(range(1, epochs + 1))
+    assert "Nothing to do" in run(*resume).output  # now the run is complete
 
 
 def test_a_second_training_into_a_busy_folder_is_refused_at_once(tmp_path, zygote):

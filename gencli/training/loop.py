@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from gencli import distributed
-from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, read_metadata, save_checkpoint, save_model
+from gencli.checkpoint import MODEL_FILE, RESUME_FILE, load_resume, pair_split, save_checkpoint, save_model
 from gencli.errors import GencliError
 from gencli.files import atomic_write, remove_stale_temporaries, write_failure
 from gencli.images import plot_curves
@@ -172,12 +172,11 @@ def fit(task: Task, run_dir: Path, *, epochs: int, resume: bool = False, plot_ev
                 hooks.warning(f"{run_dir / METRICS_FILE}: dropped {len(dropped)} unreadable line(s) "
                               "(an interrupted write)")
             _write_metrics(run_dir, [r for r in rows if r["epoch"] <= done])
-            model_path = run_dir / MODEL_FILE
-            if not model_path.is_file() or read_metadata(model_path)["epoch"] != done:
+            if pair_split(run_dir, done):
                 # Killed between the pair's two renames: resume.pt is an epoch ahead; bring the model level.
                 model, metadata = task.exported_model()
-                save_model(model_path, task.family, model, task.config, epoch=done, seed=task.seed, extra=metadata,
-                           discriminator=_discriminator(task))
+                save_model(run_dir / MODEL_FILE, task.family, model, task.config, epoch=done, seed=task.seed,
+                           extra=metadata, discriminator=_discriminator(task))
     elif main and (run_dir / METRICS_FILE).exists():
         (run_dir / METRICS_FILE).unlink()
     distributed.barrier()
