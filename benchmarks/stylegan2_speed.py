@@ -14,7 +14,7 @@ nonzero) is written as a gencli checkpoint, then timed three ways over seeds 0-7
       that both see the same load on a shared machine.
 
 `--keep-freed` runs the warm loops (b) and (c) with the allocator setting the gencli command makes
-(gencli.allocator), so that NVIDIA's generator gets its benefit too. `--floor` also times the network's convolutions alone (what remains if everything else were free). On
+(gencli.cli.allocator), so that NVIDIA's generator gets its benefit too. `--floor` also times the network's convolutions alone (what remains if everything else were free). On
 CUDA (when present) images per second of both at --cuda-batch. `--resolution 256` runs a smaller
 network for a quick check.
 
@@ -213,7 +213,7 @@ def main() -> None:
                              "so that both warm loops run with it")
     args = parser.parse_args()
     if args.keep_freed:
-        from gencli.allocator import keep_freed_memory
+        from gencli.cli.allocator import keep_freed_memory
 
         keep_freed_memory()
 

@@ -6,7 +6,7 @@ import pytest
 
 PROGRAM = """
 import sys, torch
-from gencli.allocator import keep_freed_memory
+from gencli.cli.allocator import keep_freed_memory
 if sys.argv[1] == "on":
     assert keep_freed_memory()
 def resident():

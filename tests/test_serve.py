@@ -372,17 +372,22 @@ def test_concurrent_requests_all_succeed(client):
     assert len({r.content for r in responses[:12]}) == 12
 
 
-def test_a_second_translation_gets_429_while_latent_points_still_decode(client, monkeypatch):
-    store = client.app.state.store
+def hold(monkeypatch, owner, name: str) -> tuple[threading.Event, threading.Event]:
+    """Make owner.name set `started` when called, then wait for `release` before running; returns both."""
     started, release = threading.Event(), threading.Event()
-    original = store.cyclegan_translate
+    original = getattr(owner, name)
 
     def slow(*args, **kwargs):
         started.set()
         release.wait(10)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(store, "cyclegan_translate", slow)
+    monkeypatch.setattr(owner, name, slow)
+    return started, release
+
+
+def test_a_second_translation_gets_429_while_latent_points_still_decode(client, monkeypatch):
+    started, release = hold(monkeypatch, client.app.state.store, "cyclegan_translate")
     url = "/api/cyclegan/bundled:monet2photo/translate"
     with ThreadPoolExecutor(2) as pool:
         first = pool.submit(client.post, url, content=png(16, 16))
@@ -512,15 +517,7 @@ def test_a_projection_stands_in_place_of_a_seed_in_the_image_and_the_interpolati
 def test_a_second_projection_gets_429_while_one_runs(client, monkeypatch):
     from gencli.api import projection
 
-    started, release = threading.Event(), threading.Event()
-    original = projection.project
-
-    def slow(*args, **kwargs):
-        started.set()
-        release.wait(10)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(projection, "project", slow)
+    started, release = hold(monkeypatch, projection, "project")
     params = {"steps": 2, "distance": "pixel"}
     first = client.post(f"{LETTERS}/project", content=png(16, 16), params=params)
     assert first.status_code == 202 and started.wait(10)

@@ -7,7 +7,7 @@ import sys
 
 # Imported in the order `gencli --help` lists their commands.
 from gencli.cli import training, vae, general, cyclegan, stylegan, project, serve  # noqa: E401,F401,I001  (registers the commands)
-from gencli.allocator import keep_freed_memory
+from gencli.cli.allocator import keep_freed_memory
 from gencli.cli.shared import app, console, stdout
 
 __all__ = ["app", "main"]

@@ -13,8 +13,6 @@ the equivalent Python one-liner.
 from __future__ import annotations
 
 import io
-import os
-import re
 import shlex
 import tempfile
 import threading
@@ -27,10 +25,9 @@ import torch
 
 # --- touch points with the rest of gencli ---------------------------------------------------------
 from gencli import api  # find_checkpoint (the CLI's default model), latent_grid
-from gencli.api import projection  # `gencli project` and its w files
 from gencli.api.common import item_label  # how a w file heads a grid and names a file
 from gencli.checkpoint import load_model, read_metadata
-from gencli.data import load_idx_dataset, open_rgb
+from gencli.data import load_idx_dataset
 from gencli.errors import GencliError
 from gencli.images import save_grid, to_pil, to_unit
 from gencli.inference import cyclegan, stylegan
@@ -38,6 +35,9 @@ from gencli.models.cyclegan import DIRECTIONS
 from gencli.catalog import model_files  # the models and their ids, as `gencli models` lists them
 from gencli.runs import find_checkpoint
 from gencli.distributed import resolve_device
+from gencli.serve.messages import (MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, MAX_UPLOAD_BYTES, Picture, Refused,  # noqa: F401
+                                   UploadError, read_upload, safe_filename)
+from gencli.serve.projections import ProjectionJob, run_projection
 
 
 
@@ -46,12 +46,6 @@ def find_named_model(name: str) -> Path:
     return find_checkpoint(name)
 # ---------------------------------------------------------------------------------------------------
 
-# Upload limits of the CycleGAN view. Above 1024 x 1024 pixels a translation goes tile by tile (as in
-# `gencli translate`), so memory stays bounded; the pixel limit bounds the time (about a minute per
-# 4 M pixels on two CPU cores), the byte limit what a request may make the server hold.
-MAX_UPLOAD_BYTES = 32 * 1024 * 1024
-MAX_IMAGE_SIDE = 4096
-MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE  # 16.8 M pixels
 TRANSLATE_TILE = 512  # `gencli translate --tile` default
 
 VAE_FAMILIES = ("vae", "cvae")
@@ -63,22 +57,6 @@ PROJECTION_JOBS = 8  # projections kept in memory (their files and w), the newes
 
 class NotFound(GencliError):
     """An id the server did not list, or a model of another family than the view needs."""
-
-
-class Refused(GencliError):
-    """A request the server turns down with HTTP `status`; with `retry_after` (seconds) a 429 to retry."""
-
-    def __init__(self, message: str, status: int, retry_after: int | None = None):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class UploadError(Refused):
-    """An upload that is not an image within the limits; `status` is the HTTP status to answer."""
-
-    def __init__(self, message: str, status: int = 422):
-        super().__init__(message, status)
 
 
 @dataclass(frozen=True)
@@ -115,47 +93,6 @@ class ModelEntry:
         shown = f"{self.path.name}, bundled with gencli" if self.source == "bundled" else display_path(self.path)
         return {"id": self.id, "name": self.name, "source": self.source, "family": self.family,
                 "checkpoint": shown, "epoch": self.meta["epoch"], "default": default, "info": info}
-
-
-@dataclass(frozen=True)
-class Picture:
-    png: bytes
-    filename: str  # the name the command writes, offered for download
-    command: str  # the command (or Python line) that writes the same PNG
-
-
-@dataclass
-class ProjectionJob:
-    """One `gencli project` run in a background thread; its fields are written by that thread only."""
-
-    id: str
-    model_id: str
-    photo: str  # the upload's safe name, as the command names the photo
-    steps: int
-    state: str = "running"  # running, done or error
-    step: int = 0
-    distance: float | None = None  # the current one
-    distance_name: str | None = None  # known once the feature network is loaded
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
-    command: str = ""  # the command that writes the same files, once the distance is known
-    files: dict[str, Picture] = field(default_factory=dict)  # image, compare, w: the command's files
-    w: stylegan.FixedW | None = None
-
-    def progress(self, step: int, steps: int, distance: float) -> None:
-        self.step, self.distance = step, distance
-
-    def describe(self) -> dict:
-        return {"id": self.id, "model": self.model_id, "photo": self.photo, "state": self.state, "step": self.step,
-                "steps": self.steps, "distance": self.distance, "distance_name": self.distance_name,
-                "notes": list(self.notes), "error": self.error, "command": self.command,
-                "w_file": self.files["w"].filename if "w" in self.files else None}
-
-    def file(self, kind: str) -> Picture:
-        if self.state != "done":
-            what = "is still running" if self.state == "running" else f"failed: {self.error}"
-            raise Refused(f"projection {self.id} {what}", 409)
-        return self.files[kind]
 
 
 def display_path(path: Path) -> str:
@@ -432,43 +369,13 @@ class ModelStore:
                 self._jobs[job.id] = job
                 while len(self._jobs) > PROJECTION_JOBS:  # the oldest is never the running one
                     self._jobs.popitem(last=False)
-            threading.Thread(target=self._project, args=(job, entry, data, label, distance), daemon=True,
+            threading.Thread(target=run_projection, args=(job, entry.path, self.checkpoint_option(entry), data, label,
+                                                          distance, self.device, self._projecting.release), daemon=True,
                              name=f"gencli-project-{job.id}").start()
         except BaseException:
             self._projecting.release()
             raise
         return job.describe()
-
-    def _project(self, job: ProjectionJob, entry: ModelEntry, data: bytes, label: int | None,
-                 distance: str | None) -> None:
-        """The job's thread: the command's own function, writing into a temporary folder that is read back."""
-        try:
-            # Resolved here first so that the status names the distance from the start and the command
-            # names it (the command's own fallback may differ on another machine); the command loads it again.
-            name, _, note = projection.feature_network(distance, device=self.device)
-            job.distance_name = name
-            if note:
-                job.notes.append(note)
-            with tempfile.TemporaryDirectory(prefix="gencli-serve-") as tmp:
-                photo, out = Path(tmp) / job.photo, Path(tmp) / f"{Path(job.photo).stem}_projected.png"
-                photo.write_bytes(data)
-                job.command = (f"gencli project{self.checkpoint_option(entry)} {shlex.quote(job.photo)} "
-                               f"--steps {job.steps} --distance {name}"
-                               + ("" if label is None else f" --label {label}") + f" -o {out.name}")
-                result = projection.project(checkpoint=entry.path, target=photo, steps=job.steps, distance=name,
-                                            label=label, out=out, device=str(self.device), progress=job.progress,
-                                            on_note=job.notes.append)
-                ws, noise, _ = projection.load_w(result["w_file"])
-                job.w = stylegan.FixedW(ws, noise, item_label(Path(result["w_file"])))
-                job.files = {kind: Picture(Path(result[key]).read_bytes(), Path(result[key]).name, job.command)
-                             for kind, key in (("image", "output"), ("compare", "compare"), ("w", "w_file"))}
-            job.distance = result["final_distance"]
-            job.state = "done"
-        except Exception as e:  # noqa: BLE001 - whatever fails is the job's to report; the server carries on
-            job.error = str(e) or type(e).__name__
-            job.state = "error"
-        finally:
-            self._projecting.release()
 
     def projection(self, model_id: str, job_id: str) -> ProjectionJob:
         job = self._jobs.get(job_id)
@@ -502,35 +409,3 @@ class ModelStore:
         command = f"gencli translate {model_arg} {shlex.quote(safe_filename(filename))} --direction {direction}"
         command += f" --precision {precision} -o {out}"  # always named: the command's default is auto
         return Picture(png_bytes(to_unit(y[0])), out, command)
-
-
-def safe_filename(name: str) -> str:
-    """A client's file name reduced to a plain base name, for display only."""
-    base = re.sub(r"[^A-Za-z0-9_.+-]", "_", os.path.basename(name.replace("\\", "/")))[:100].lstrip(".")
-    return base or "upload.png"
-
-
-def read_upload(data: bytes):
-    """Uploaded bytes -> RGB PIL image, or an UploadError: too large, too many pixels, not an image."""
-    from PIL import Image, UnidentifiedImageError
-
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise UploadError(f"the upload is {len(data) / 2**20:.1f} MiB; the limit is {MAX_UPLOAD_BYTES // 2**20} MiB",
-                          413)
-    if not data:
-        raise UploadError("the request holds no image")
-    try:  # the header alone gives the size, before any pixel is decoded
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-    except Image.DecompressionBombError:
-        width = height = None
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise UploadError("the upload is not an image that can be read (PNG, JPEG, WebP, ...)") from None
-    if width is None or width * height > MAX_IMAGE_PIXELS:
-        size = "" if width is None else f"{width} x {height} = {width * height / 1e6:.1f} M pixels; "
-        raise UploadError(f"the image is too large: {size}the limit is {MAX_IMAGE_PIXELS / 1e6:.1f} M pixels "
-                          f"({MAX_IMAGE_SIDE} x {MAX_IMAGE_SIDE})")
-    try:
-        return open_rgb(io.BytesIO(data))
-    except GencliError:
-        raise UploadError("the upload is not an image that can be read (truncated or corrupt?)") from None
