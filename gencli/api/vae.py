@@ -76,12 +76,11 @@ def cell_names(seeds: list) -> list[str]:
 
 
 def write_while_drawing(chunks, names: list[str], folder: Path, scale: int) -> Path:
-    """Save the images of `chunks` (an iterator of image batches) as folder/NAME, one chunk being written
-    on a second thread while the next is drawn (PNG encoding of a 1024 px image takes a fifth of the time
-    to draw it, and releases the GIL); at most one chunk waits in memory."""
+    """Save the images of `chunks` (an iterator of image batches) as folder/NAME (save_cells checks the
+    folder), one chunk being written on a second thread while the next is drawn (PNG encoding of a 1024 px
+    image takes a fifth of the time to draw it, and releases the GIL); at most one chunk waits in memory."""
     from concurrent.futures import ThreadPoolExecutor
 
-    check_folder(folder)
     done, pending = 0, None
     with ThreadPoolExecutor(1) as writer:
         for images in chunks:

@@ -187,8 +187,7 @@ def create_app(store: ModelStore) -> FastAPI:
         store.entry(model_id, ("cyclegan",))
         body = await read_body(request)
         if not translations.acquire(blocking=False):
-            return JSONResponse({"detail": "a translation is already running; try again when it has finished"},
-                                status_code=429, headers={"Retry-After": "2"})
+            raise Refused("a translation is already running; try again when it has finished", 429, retry_after=2)
         try:
             picture = await run_in_threadpool(store.cyclegan_translate, model_id, body, direction, filename,
                                              precision)
