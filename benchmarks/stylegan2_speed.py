@@ -14,7 +14,8 @@ nonzero) is written as a gencli checkpoint, then timed three ways over seeds 0-7
       that both see the same load on a shared machine.
 
 `--keep-freed` runs the warm loops (b) and (c) with the allocator setting the gencli command makes
-(gencli.cli.allocator), so that NVIDIA's generator gets its benefit too. `--floor` also times the network's convolutions alone (what remains if everything else were free). On
+(gencli.cli.allocator), so that NVIDIA's generator gets its benefit too. `--floor` also times the
+network's convolutions alone as oneDNN computes them directly, and the FLOPs gencli's generator runs. On
 CUDA (when present) images per second of both at --cuda-batch. `--resolution 256` runs a smaller
 network for a quick check.
 
@@ -180,7 +181,9 @@ def cuda_rates(G_ours, G_nv, batch: int, rounds: int = 5) -> tuple[float, float 
 
 def conv_floor(config: sg2.StyleGAN2Config, rounds: int = 2) -> float:
     """Seconds of the synthesis network's convolutions alone for one image (the 3x3 and transposed 3x3
-    ones, channels-last, fastest of `rounds`): what no rewrite of the code around them can remove."""
+    ones, channels-last, fastest of `rounds`) as oneDNN computes them directly: what an image would cost
+    if everything around them were free. gencli's Winograd road needs fewer multiplications for the
+    many-channel ones, so its whole generator can go below this."""
     cl = torch.channels_last
     ops = []
     for r in config.resolutions:
@@ -250,7 +253,7 @@ def main() -> None:
                 print(f"  ratio gencli whole process / NVIDIA warm {per_image / nv_around:.2f} (against their mean "
                       f"before and after); gencli warm / NVIDIA warm {np.mean(ours) / nv:.2f} (interleaved)")
         if args.floor:
-            print(f"floor: the convolutions alone (channels-last oneDNN) {conv_floor(config):.3f} s/image")
+            print(f"floor: the convolutions alone, oneDNN direct (channels-last) {conv_floor(config):.3f} s/image")
             with torch.no_grad():
                 flops = step_flops(lambda: G(torch.randn(1, config.z_dim)))
             peak = matmul_gflops()

@@ -127,8 +127,8 @@ def locate_checkpoint(name: str | None, checkpoint: str | Path | ModelSource | N
         if path.is_dir():
             path = path / MODEL_FILE
         if not path.is_file():
-            if path_argument(checkpoint) is None:  # -c NAME: a model name, looked up as MODEL is
-                return locate_checkpoint(str(checkpoint), hint=hint)
+            if path_argument(checkpoint) is None:  # -c NAME or -c ID (bundled:vae): looked up as MODEL is
+                return locate_model(str(checkpoint), hint=hint)
             raise GencliError(f"checkpoint not found: {checkpoint}")
         # a path names no model: the family that may come with it is not a name
         return ModelSource(path, "run" if path.name == MODEL_FILE else "path")

@@ -18,6 +18,8 @@ PADDING = 2  # make_grid's default
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF"}
 ANIMATED = ("GIF", "WEBP")  # formats that hold an animation; a still image in them is one frame
 FRAME_MS = 100  # duration of one animation frame
+# zlib's fastest level: a 1024 px image is written ~3x faster than at Pillow's default 6 for ~10% more bytes
+PNG_COMPRESS_LEVEL = 1
 
 
 def image_format(path: Path, animated: bool = False) -> str:
@@ -43,7 +45,18 @@ def _save_pil(pil, path: Path, **options) -> Path:
     fmt = image_format(path, animated=bool(options.get("save_all")))
     if fmt == "WEBP":
         options.setdefault("lossless", True)  # figures: no blur on digit strokes
+    elif fmt == "PNG":
+        options.setdefault("compress_level", PNG_COMPRESS_LEVEL)
     return atomic_write(Path(path), lambda tmp: pil.save(tmp, format=fmt, **options))
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    """(C, H, W) in [0, 1] -> PNG, encoded as `save_image` encodes it (the same bytes as its file)."""
+    import io
+
+    buffer = io.BytesIO()
+    to_pil(image).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buffer.getvalue()
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:

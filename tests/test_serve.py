@@ -461,7 +461,7 @@ def w_file(client, projected, in_workdir) -> Path:
 def test_the_w_download_is_a_w_file_of_the_model_that_draws_the_projection(client, projected, w_file):
     from gencli.api.projection import fixed_ws, load_w
     from gencli.inference import stylegan
-    from gencli.serve.models import png_bytes
+    from gencli.images import png_bytes
 
     _, G, _ = client.app.state.store.load("run:letters", ("stylegan",))
     ws, noise, meta = load_w(w_file, G)

@@ -158,9 +158,16 @@ def imported(request, tmp_path_factory):
     return name, out
 
 
-def test_same_images_as_nvidia(imported):
+@pytest.mark.parametrize("fast_roads_everywhere", [False, True])
+def test_same_images_as_nvidia(imported, fast_roads_everywhere, monkeypatch):
     """The acceptance test of the import: every seed, truncation, cutoff and noise mode their code drew
-    (reference images made with NVIDIA's networks; see fixtures/stylegan2/README.md) within 3/255."""
+    (reference images made with NVIDIA's networks; see fixtures/stylegan2/README.md) within 3/255; also
+    with the CPU's fast convolutions (phases, Winograd) taken at every layer, not only the large ones."""
+    from gencli.models import cpu_convolutions
+
+    if fast_roads_everywhere:
+        monkeypatch.setattr(cpu_convolutions, "POLYPHASE_FROM", 1)
+        monkeypatch.setattr(cpu_convolutions, "WINOGRAD_MIN_CHANNELS", 1)
     name, path = imported
     G, meta = load_model(path, "stylegan2")
     if not name.startswith("rosinality"):
@@ -391,28 +398,47 @@ def _nonzero(G):
 
 
 def test_transposed_convolution_by_phases():
-    from gencli.models.stylegan2_layers import CHANNELS_LAST, conv_transpose_phases
+    from gencli.models.cpu_convolutions import CHANNELS_LAST, conv_transpose_phases
 
     torch.manual_seed(0)
     for h, w in ((1, 1), (5, 7), (8, 8)):
         x = torch.randn(1, 6, h, w).contiguous(memory_format=CHANNELS_LAST)
         weight = torch.randn(6, 4, 3, 3)
-        ref = F.conv_transpose2d(x, weight, stride=2)
+        ref = F.pad(F.conv_transpose2d(x, weight, stride=2), (1, 1, 1, 1))
         out = conv_transpose_phases(x, weight)
-        assert out.shape == ref.shape == (1, 4, 2 * h + 1, 2 * w + 1)
+        assert out.shape == ref.shape == (1, 4, 2 * h + 3, 2 * w + 3)
+        assert out.is_contiguous(memory_format=CHANNELS_LAST)
         assert (out - ref).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("arch, clamp, phases_from", [("skip", 256.0, 128), ("skip", 0.3, 128), ("resnet", 0.3, 1),
-                                                      ("orig", None, 1), ("skip", 0.3, 1)])
-def test_cpu_inference_road_is_the_same_function(arch, clamp, phases_from, monkeypatch):
+def test_winograd_convolution_is_the_3x3_convolution():
+    """F(2x2, 3x3) with the scales on the image's channels equals F.conv2d with the scaled weight, for
+    square and oblong images, more output channels than input and the reverse."""
+    from gencli.models.cpu_convolutions import CHANNELS_LAST, winograd_conv3x3, winograd_weight
+
+    torch.manual_seed(0)
+    for (h, w), (cin, cout) in (((4, 4), (3, 5)), ((8, 12), (7, 4)), ((16, 16), (16, 16))):
+        x = torch.randn(1, cin, h, w).contiguous(memory_format=CHANNELS_LAST)
+        weight, bias = torch.randn(cout, cin, 3, 3), torch.randn(cout)
+        s, d = torch.rand(cin) + 0.5, torch.rand(cout) + 0.5
+        ref = F.conv2d(x, weight * s[None, :, None, None] * d[:, None, None, None], bias, padding=1)
+        out = winograd_conv3x3(x, winograd_weight(weight), s, d, bias)
+        assert out.shape == ref.shape == (1, cout, h, w) and out.is_contiguous(memory_format=CHANNELS_LAST)
+        assert (out - ref).abs().max() < 1e-5 * ref.abs().max()
+
+
+@pytest.mark.parametrize("arch, clamp, phases_from, winograd_from", [
+    ("skip", 256.0, 128, 128), ("skip", 0.3, 128, 1), ("resnet", 0.3, 1, 1), ("orig", None, 1, 128),
+    ("skip", 0.3, 1, 128)])
+def test_cpu_inference_road_is_the_same_function(arch, clamp, phases_from, winograd_from, monkeypatch):
     """No-grad CPU synthesis (one image at a time, channels-last, folded weights; transposed convolutions
-    by phases from `phases_from` px) equals the batched road autograd takes, with the clamp active or not,
-    for every noise mode and for given noise."""
-    from gencli.models import stylegan2_layers
+    by phases from `phases_from` px, Winograd 3x3 convolutions from `winograd_from` channels) equals the
+    batched road autograd takes, with the clamp active or not, for every noise mode and for given noise."""
+    from gencli.models import cpu_convolutions
     from gencli.models.stylegan2_layers import cpu_inference
 
-    monkeypatch.setattr(stylegan2_layers, "POLYPHASE_FROM", phases_from)
+    monkeypatch.setattr(cpu_convolutions, "POLYPHASE_FROM", phases_from)
+    monkeypatch.setattr(cpu_convolutions, "WINOGRAD_MIN_CHANNELS", winograd_from)
 
     torch.manual_seed(0)
     G = _nonzero(sg2.build(tiny(architecture=arch, conv_clamp=clamp)).eval())

@@ -3,6 +3,8 @@ gencli.cli.shared; importing them here assembles the CLI."""
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 
 # Imported in the order `gencli --help` lists their commands.
@@ -17,6 +19,13 @@ def main() -> None:
     """Console entry point: usage errors (unknown option, bad value) become one line too."""
     keep_freed_memory()
     try:
+        exit_now(run())
+    except SystemExit as e:
+        exit_now(e.code)
+
+
+def run() -> int:
+    try:
         code = app(standalone_mode=False)
     except Exception as e:
         # Matched by name: recent Typer versions ship their own copy of click's exception classes.
@@ -25,11 +34,32 @@ def main() -> None:
             message = e.format_message()
             if message:
                 stdout.print(message, markup=False)
-            sys.exit(0)
+            return 0
         if "UsageError" in names:
             console.print(f"Error: {e.format_message()}", markup=False, soft_wrap=True)
-            sys.exit(2)
+            return 2
         if "Abort" in names:
-            sys.exit(130)
+            return 130
         raise
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0
+
+
+def exit_now(code) -> None:
+    """Exit with `code` once the output is flushed, without the interpreter's teardown when PyTorch was
+    loaded: its libraries' destructors take half a second after the work is done. Only when nothing
+    else runs (no other thread, no child process), so nothing is cut short; otherwise a normal exit."""
+    import multiprocessing
+    import threading
+
+    if "torch" not in sys.modules or threading.active_count() > 1 or multiprocessing.active_children():
+        sys.exit(code)
+    if code is not None and not isinstance(code, int):  # sys.exit("message"): printed, status 1
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe
+            pass
+    os._exit(code or 0)

@@ -18,8 +18,11 @@ Inference on the CPU (`cpu_inference`: no autograd, float32, not traced for expo
 the same function, one image at a time in channels-last memory (oneDNN's fast layout): the style, the
 demodulation and the lrelu gain (lrelu(g y) = g lrelu(y) for g > 0) are folded into that image's weights,
 the gained bias into the convolution, so each layer is one convolution and three in-place passes (noise,
-lrelu, clamp); the up-sampling filter is one depthwise convolution with implicit padding and the bias,
-and from 128 px inputs on the transposed convolution before it runs as four ordinary ones (its phases).
+lrelu, clamp); the up-sampling filter is one depthwise convolution with implicit padding and the bias.
+The convolutions that oneDNN runs slowest take faster roads (gencli.models.cpu_convolutions): from 128 px
+inputs on the transposed convolution runs as four ordinary ones (its phases), and the 3x3 convolutions of
+many channels as Winograd F(2x2, 3x3), the style scaling the image's channels and the demodulation the
+output's, so that the transformed kernels are made once per weight.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gencli.models import cpu_convolutions as fast
 
 SQRT2 = math.sqrt(2)
 CHANNELS_LAST = torch.channels_last
@@ -76,27 +81,6 @@ def noise_lrelu_clamp_(x: torch.Tensor, noise: torch.Tensor | None, strength: fl
         x.add_(noise.reshape(x.shape[-2:]), alpha=strength)
     F.leaky_relu_(x, 0.2)
     return x.clamp_(-clamp, clamp) if clamp is not None else x
-
-
-POLYPHASE_FROM = 128  # input side from which conv_transpose_phases beats oneDNN's transposed convolution
-
-
-def conv_transpose_phases(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """F.conv_transpose2d(x, weight, stride=2) of one channels-last image and a 3x3 weight (in, out, 3, 3)
-    as four ordinary convolutions, one per output phase: pixel (2m + a, 2n + b) takes, along each axis,
-    tap 1 of input m when odd, taps 0 and 2 of inputs m and m - 1 when even. oneDNN runs ordinary
-    convolutions up to twice as fast as transposed ones on the CPU; the phases are written interleaved
-    into one channels-last tensor of (2r + 1)^2 pixels."""
-    h, w = x.shape[-2:]
-    kernels = weight.transpose(0, 1)  # (out, in, 3, 3)
-    y = x.new_empty(1, 2 * h + 2, 2 * w + 2, kernels.shape[0])
-    phases = y.view(h + 1, 2, w + 1, 2, -1)  # [m, a, n, b, channel]
-    taps = ([2, 0], [1])  # even, odd
-    for a in (0, 1):
-        for b in (0, 1):
-            k = kernels[:, :, taps[a]][:, :, :, taps[b]].contiguous(memory_format=CHANNELS_LAST)
-            phases[: h + 1 - a, a, : w + 1 - b, b] = F.conv2d(x, k, padding=(1 - a, 1 - b))[0].permute(1, 2, 0)
-    return y[:, : 2 * h + 1, : 2 * w + 1].permute(0, 3, 1, 2)
 
 
 def filter2d(x: torch.Tensor, pad: tuple[int, int], gain: float = 1.0) -> torch.Tensor:
@@ -232,16 +216,20 @@ class ModulatedConv2d(nn.Module):
         clamp = self.clamp * gain if self.clamp is not None else None
         return bias_act(x, self.bias, "lrelu", gain, clamp)
 
-    def inference_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sum_k w_oik^2 (out, in), the weight channels-last, as (in, out, k, k) when up-sampling), kept
-        until the weight changes (in-place updates and loads bump its version): demodulating then costs
-        a small matrix product per image and modulating one contiguous pass. (Writes through `.data`
-        bypass the version counter and are not seen; load_state_dict, optimizers and EMA updates are.)"""
-        key = (self.weight._version, self.weight.data_ptr())
+    def inference_weights(self, winograd: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum_k w_oik^2 (out, in), the weight channels-last, as (in, out, k, k) when up-sampling, or its
+        Winograd kernels), kept until the weight changes (in-place updates and loads bump its version):
+        demodulating then costs a small matrix product per image and modulating one contiguous pass.
+        (Writes through `.data` bypass the version counter and are not seen; load_state_dict, optimizers
+        and EMA updates are.)"""
+        key = (self.weight._version, self.weight.data_ptr(), winograd)
         if getattr(self, "_inference_key", None) != key:
             weight = self.weight.detach()
             self._energy = weight.square().sum((2, 3))
-            self._weight_cl = (weight.transpose(0, 1) if self.up else weight).contiguous(memory_format=CHANNELS_LAST)
+            if winograd:
+                self._weight_cl = fast.winograd_weight(weight)
+            else:
+                self._weight_cl = (weight.transpose(0, 1) if self.up else weight).contiguous(memory_format=CHANNELS_LAST)
             self._inference_key = key
         return self._energy, self._weight_cl
 
@@ -249,24 +237,28 @@ class ModulatedConv2d(nn.Module):
                     gain: float) -> torch.Tensor:
         """`forward` for one image (x (1, in, r', r') channels-last) on the CPU inference road."""
         g = gain * SQRT2  # the lrelu gain, folded into the weights, bias and noise
-        energy, weight = self.inference_weights()
+        winograd = not self.up and self.kernel == 3 and fast.use_winograd(*self.weight.shape[1::-1], x.shape[-1])
+        energy, weight = self.inference_weights(winograd)
         styles = self.affine(w)  # (1, in)
         d = (styles.square() @ energy.t() + 1e-8).rsqrt().mul_(g)  # demodulation x gain, (1, out)
-        scale = styles.t() * d if self.up else d.t() * styles  # w_oik s_i d_o g: (in, out) up, else (out, in)
-        weight = weight * scale[:, :, None, None]  # channels-last like `weight`
         if noise is None and noise_mode == "random":
             noise = torch.randn(self.resolution, self.resolution)
         elif noise is None and noise_mode == "const":
             noise = self.noise_const
         strength = float(self.noise_strength) * g
         bias = self.bias * g
-        if self.up:  # the transposed convolution, then the filter (x 4, padding 1) with the bias
-            if x.shape[-1] >= POLYPHASE_FROM:
-                x = conv_transpose_phases(x, weight)
-            else:
-                x = F.conv_transpose2d(x, weight, stride=2)
-            x = F.conv2d(x, fir_kernel_cl(x.shape[1], 4.0), bias, padding=1, groups=x.shape[1])
+        if winograd:
+            x = fast.winograd_conv3x3(x, weight, styles[0], d[0], bias)
         else:
+            scale = styles.t() * d if self.up else d.t() * styles  # w_oik s_i d_o g: (in, out) up, else (out, in)
+            weight = weight * scale[:, :, None, None]  # channels-last like `weight`
+        if self.up:  # the transposed convolution, then the filter (x 4, padding 1) with the bias
+            if x.shape[-1] >= fast.POLYPHASE_FROM:
+                x, pad = fast.conv_transpose_phases(x, weight), 0  # padded already
+            else:
+                x, pad = F.conv_transpose2d(x, weight, stride=2), 1
+            x = F.conv2d(x, fir_kernel_cl(x.shape[1], 4.0), bias, padding=pad, groups=x.shape[1])
+        elif not winograd:
             x = F.conv2d(x, weight, bias, padding=self.kernel // 2)
         return noise_lrelu_clamp_(x, noise, strength, self.clamp * gain if self.clamp is not None else None)
 

@@ -12,7 +12,6 @@ the equivalent Python one-liner.
 
 from __future__ import annotations
 
-import io
 import shlex
 import tempfile
 import threading
@@ -29,7 +28,7 @@ from gencli.api.common import item_label  # how a w file heads a grid and names 
 from gencli.checkpoint import load_model, read_metadata
 from gencli.data import load_idx_dataset
 from gencli.errors import GencliError
-from gencli.images import save_grid, to_pil, to_unit
+from gencli.images import png_bytes, save_grid, to_unit
 from gencli.inference import cyclegan, stylegan
 from gencli.models.cyclegan import DIRECTIONS
 from gencli.catalog import model_files  # the models and their ids, as `gencli models` lists them
@@ -101,13 +100,6 @@ def display_path(path: Path) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
-
-
-def png_bytes(image: torch.Tensor) -> bytes:
-    """(C, H, W) in [0, 1] -> PNG, encoded as `gencli.images.save_image` encodes it."""
-    buffer = io.BytesIO()
-    to_pil(image).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 PREVIEW = 256  # StyleGAN images above this many pixels a side are shown downscaled (the command gives full size)
