@@ -41,7 +41,8 @@ def check_image_path(path: Path, animated: bool = False) -> Path:
     return check_writable(Path(path))
 
 
-def _save_pil(pil, path: Path, **options) -> Path:
+def save_pil(pil, path: Path, **options) -> Path:
+    """A PIL image in the format the extension of `path` names, written atomically."""
     fmt = image_format(path, animated=bool(options.get("save_all")))
     if fmt == "WEBP":
         options.setdefault("lossless", True)  # figures: no blur on digit strokes
@@ -81,7 +82,7 @@ def upscale(image: torch.Tensor, scale: int) -> torch.Tensor:
 
 def save_image(image: torch.Tensor, path: Path, scale: int = 1) -> Path:
     """(C, H, W) in [0, 1], in the format the extension names."""
-    return _save_pil(to_pil(upscale(image, scale)), path)
+    return save_pil(to_pil(upscale(image, scale)), path)
 
 
 def make_grid(images: torch.Tensor, nrow: int = 8) -> torch.Tensor:
@@ -99,9 +100,9 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8, *, scale: int = 1
     labels, headers above the columns and left of the rows (see `annotate`)."""
     grid = upscale(make_grid(images, nrow), scale)
     if col_labels is None and row_labels is None:
-        return _save_pil(to_pil(grid), path)
+        return save_pil(to_pil(grid), path)
     cell = (images.shape[-2], images.shape[-1])
-    return _save_pil(annotate(grid, cell, scale=scale, col_labels=col_labels, row_labels=row_labels,
+    return save_pil(annotate(grid, cell, scale=scale, col_labels=col_labels, row_labels=row_labels,
                               corner=corner), path)
 
 
@@ -180,7 +181,7 @@ def save_animation(frames: torch.Tensor, path: Path, *, scale: int = 1, captions
     if captions is not None:
         images = captioned(images, captions, scale)
     # (Pillow's GIF writer merges a frame equal to the one before into it, adding up their durations.)
-    return _save_pil(images[0], path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+    return save_pil(images[0], path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
 
 
 def captioned(images: list, captions: Sequence[str], scale: int = 1, gap: int = 4) -> list:

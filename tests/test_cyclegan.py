@@ -236,6 +236,11 @@ def test_translate_any_size_and_mode(trained, tmp_path):
                  "--size", 16, "--precision", "bf16", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "one.jpg").size == (20, 16)
+    assert Image.open(tmp_path / "one.jpg").format == "JPEG"
+    # the extension names the format, as for every image gencli writes
+    result = run("translate", out, folder / "odd.png", "-o", tmp_path / "one.webp", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "one.webp").format == "WEBP"
 
 
 def test_translate_exif_rotation(trained, tmp_path):

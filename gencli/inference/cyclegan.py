@@ -23,8 +23,7 @@ from torch import nn
 
 from gencli.data import list_images, open_rgb
 from gencli.errors import GencliError
-from gencli.files import atomic_write
-from gencli.images import PNG_COMPRESS_LEVEL, check_image_path
+from gencli.images import check_image_path, save_pil
 from gencli.models.cyclegan import CycleGAN, InstanceNorm
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -175,11 +174,8 @@ def to_rgb_pixels(y: torch.Tensor) -> torch.Tensor:
 
 
 def save_translation(pixels: torch.Tensor, path: Path) -> Path:
-    """Write uint8 (H, W, 3) pixels as PNG, or JPEG for a .jpg/.jpeg name."""
-    image = Image.fromarray(pixels.numpy())
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower(), "PNG")
-    options = {"compress_level": PNG_COMPRESS_LEVEL} if fmt == "PNG" else {}
-    return atomic_write(Path(path), lambda tmp: image.save(tmp, format=fmt, **options))
+    """Write uint8 (H, W, 3) pixels in the format the extension names, as every image of gencli."""
+    return save_pil(Image.fromarray(pixels.numpy()), path)
 
 
 def resize_short_side(image, size: int):
