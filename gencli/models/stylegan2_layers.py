@@ -18,10 +18,10 @@ Inference on the CPU (`cpu_inference`: no autograd, float32, not traced for expo
 the same function, one image at a time in channels-last memory (oneDNN's fast layout): the style, the
 demodulation and the lrelu gain (lrelu(g y) = g lrelu(y) for g > 0) are folded into that image's weights,
 the gained bias into the convolution, so each layer is one convolution and three in-place passes (noise,
-lrelu, clamp); the up-sampling filter is one depthwise convolution with implicit padding and the bias.
+lrelu, clamp); the up-sampling filter is one depthwise convolution with the bias.
 The convolutions that oneDNN runs slowest take faster roads (gencli.models.cpu_convolutions): from 128 px
 inputs on the transposed convolution runs as four ordinary ones (its phases), and the 3x3 convolutions of
-many channels as Winograd F(2x2, 3x3), the style scaling the image's channels and the demodulation the
+many channels as Winograd F(4x4, 3x3), the style scaling the image's channels and the demodulation the
 output's, so that the transformed kernels are made once per weight.
 """
 
@@ -227,11 +227,11 @@ class ModulatedConv2d(nn.Module):
             weight = self.weight.detach()
             self._energy = weight.square().sum((2, 3))
             if winograd:
-                self._weight_cl = fast.winograd_weight(weight)
+                self._inference_weight = fast.winograd_weight(weight)
             else:
-                self._weight_cl = (weight.transpose(0, 1) if self.up else weight).contiguous(memory_format=CHANNELS_LAST)
+                self._inference_weight = (weight.transpose(0, 1) if self.up else weight).contiguous(memory_format=CHANNELS_LAST)
             self._inference_key = key
-        return self._energy, self._weight_cl
+        return self._energy, self._inference_weight
 
     def forward_cpu(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor | None, noise_mode: str,
                     gain: float) -> torch.Tensor:
